@@ -1,0 +1,5 @@
+"""Allow `python -m awayd`."""
+
+from awayd.cli import main
+
+raise SystemExit(main())

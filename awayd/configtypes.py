@@ -1,0 +1,193 @@
+"""Frozen, typed configuration values produced by config.py and read everywhere else."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from jinja2 import Template
+
+Security = Literal["none", "starttls", "tls"]
+Audience = Literal["everyone", "external", "internal", "contacts"]
+RuleKind = Literal["absence", "acknowledgement"]
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """Where a password or token comes from; exactly one field is set (resolved by adapters)."""
+
+    file: Path | None = None
+    env: str | None = None
+    command: tuple[str, ...] | None = None
+    credential: str | None = None  # name under $CREDENTIALS_DIRECTORY (systemd LoadCredential)
+
+    def describe(self) -> str:
+        """A log-safe description of the source, never the secret itself."""
+        if self.file is not None:
+            return f"file {self.file}"
+        if self.env is not None:
+            return f"env ${self.env}"
+        if self.command is not None:
+            return f"command {self.command[0]}"
+        if self.credential is not None:
+            return f"credential {self.credential}"
+        return "none"
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    security: Security
+    verify: bool = True
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int
+    tls: TlsSettings
+    username: str
+    password: SecretSource | None
+    oauth2_token_command: tuple[str, ...] | None = None
+    folders: tuple[str, ...] = ("INBOX",)
+    poll_interval: timedelta = timedelta(seconds=60)
+    idle: bool = True
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    tls: TlsSettings
+    username: str | None = None
+    password: SecretSource | None = None
+    envelope_from: str = ""  # "" is the null sender MAIL FROM:<>
+    timeout: float = 30.0
+    helo: str | None = None
+
+
+@dataclass(frozen=True)
+class WeeklyWindow:
+    """Days (0 = Monday) and local time ranges; `outside` inverts the ranges on those days."""
+
+    days: frozenset[int]
+    ranges: tuple[tuple[time, time], ...] = ()  # empty = the whole day
+    outside: bool = False
+
+
+@dataclass(frozen=True)
+class When:
+    """A rule's schedule. Dates are whole local days (until inclusive); datetimes carry a zone."""
+
+    start: date | datetime | None = None
+    until: date | datetime | None = None
+    weekly: tuple[WeeklyWindow, ...] = ()
+
+
+@dataclass(frozen=True)
+class Match:
+    """Conditions of a conditional rule; every given condition must hold."""
+
+    to: frozenset[str] = frozenset()
+    subject: re.Pattern[str] | None = None
+    from_domain: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Templates:
+    subject: Template
+    text: Template
+    html: Template | None
+    source: str  # concatenated template sources, hashed into the rule handle
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    kind: RuleKind
+    when: When | None
+    match: Match | None
+    audience: Audience
+    interval: timedelta
+    reply_to: str | None
+    templates: Templates
+    translations: tuple[tuple[str, Templates], ...] = ()
+    handle: str = ""  # name + hash of its texts: editing a text starts a new period
+
+    def templates_for(self, language: str) -> Templates | None:
+        for lang, tpl in self.translations:
+            if lang == language:
+                return tpl
+        return None
+
+
+@dataclass(frozen=True)
+class Backscatter:
+    """Skip mail that our own trusted MX marked dmarc=fail (its Authentication-Results)."""
+
+    enabled: bool = True
+    authserv_ids: frozenset[str] = frozenset()  # empty: trust only the topmost header
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    per_hour: int = 60
+    per_day: int = 500
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    name: str
+    address: str
+    aliases: tuple[str, ...] = ()
+    display_name: str | None = None
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    language: str = "en"
+    internal_domains: frozenset[str] = frozenset()
+    contacts: frozenset[str] = frozenset()
+    max_age: timedelta = timedelta(days=4)
+    sender_fallback: Literal["none", "from"] = "none"
+    backscatter: Backscatter = field(default_factory=Backscatter)
+    suppression: frozenset[str] = frozenset()  # addresses and @domains, lowercased
+    max_replies: RateLimit = field(default_factory=RateLimit)
+    imap: ImapSettings | None = None
+    smtp: SmtpSettings | None = None
+    save_copy: str | None = None
+    rules: tuple[Rule, ...] = ()
+
+    @property
+    def addresses(self) -> frozenset[str]:
+        """The address and every alias, lowercased."""
+        return frozenset(a.lower() for a in (self.address, *self.aliases))
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    path: Path = Path("/var/lib/awayd/state.db")
+    max_delay: timedelta = timedelta(hours=24)  # an unsent reply older than this is dropped
+    keep_decisions: timedelta = timedelta(days=90)
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    listen: str | None = None  # "127.0.0.1:9387"; None = no endpoint
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    state: StateSettings
+    smtp: SmtpSettings | None
+    mailboxes: tuple[Mailbox, ...]
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+
+    def mailbox(self, name: str) -> Mailbox | None:
+        for mb in self.mailboxes:
+            if mb.name == name:
+                return mb
+        return None
