@@ -1,0 +1,421 @@
+"""YAML → frozen, typed Config; every problem reported at once with file, path and expectation."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import yaml
+from jinja2 import Template, TemplateSyntaxError
+
+from awayd import configread as cr
+from awayd.configread import Node, Problems
+from awayd.configtypes import (
+    Backscatter, Config, ImapSettings, Mailbox, Match, MetricsSettings, RateLimit, Rule,
+    SecretSource, SmtpSettings, StateSettings, Templates, TlsSettings, WeeklyWindow, When,
+)
+from awayd.core.templates import compile_template
+from awayd.errors import ConfigError
+
+DEFAULT_SUBJECT = "Auto: {{ subject }}"
+SECURITY = ("none", "starttls", "tls")
+AUDIENCES = ("everyone", "external", "internal", "contacts")
+KINDS = ("absence", "acknowledgement")
+_SECRET_KEYS = ("password_file", "password_env", "password_command", "password_credential")
+_TLS_KEYS = {"security", "tls_verify", "ca_file"}
+_VCARD_EMAIL = re.compile(r"^(?:item\d+\.)?EMAIL[^:]*:(.+)$", re.IGNORECASE)
+
+TOP_KEYS = frozenset({"state", "smtp", "metrics", "mailboxes"})
+STATE_KEYS = frozenset({"path", "max_delay", "keep_decisions"})
+METRICS_KEYS = frozenset({"listen"})
+SMTP_KEYS = frozenset({"host", "port", "username", "envelope_from", "timeout", "helo",
+                       *_SECRET_KEYS, *_TLS_KEYS})
+IMAP_KEYS = frozenset({"host", "port", "username", "oauth2_token_command", "folders",
+                       "poll_interval", "idle", "timeout", *_SECRET_KEYS, *_TLS_KEYS})
+MAILBOX_KEYS = frozenset({"name", "address", "aliases", "display_name", "timezone", "language",
+                          "internal_domains", "contacts", "max_age", "sender_fallback",
+                          "backscatter", "suppression", "max_replies", "imap", "smtp",
+                          "save_copy", "rules"})
+RULE_KEYS = frozenset({"name", "kind", "when", "match", "audience", "interval", "reply_to",
+                       "subject", "text", "html", "translations"})
+WHEN_KEYS = frozenset({"from", "until", "weekly"})
+WEEKLY_KEYS = frozenset({"days", "inside", "outside"})
+MATCH_KEYS = frozenset({"to", "subject", "from_domain"})
+TEMPLATE_KEYS = frozenset({"subject", "text", "html"})
+
+
+def _secret(node: Node) -> SecretSource | None:
+    given = [k for k in _SECRET_KEYS if node.has(k)]
+    if len(given) > 1:
+        node.problems.add(node.sub(given[1]), "only one of " + ", ".join(_SECRET_KEYS),
+                          f"both {given[0]} and {given[1]}")
+    if not given:
+        return None
+    key = given[0]
+    if key == "password_file":
+        return SecretSource(file=Path(node.get(key, cr.as_str, "a file path", "")))
+    if key == "password_env":
+        return SecretSource(env=node.get(key, cr.as_str, "an environment variable name", ""))
+    if key == "password_command":
+        return SecretSource(command=node.get(key, _argv, "a command (list or string)", ("false",)))
+    return SecretSource(credential=node.get(key, cr.as_str, "a credential name", ""))
+
+
+def _argv(value: object) -> tuple[str, ...]:
+    argv = tuple(shlex.split(value)) if isinstance(value, str) else cr.as_str_list(value)
+    if not argv:
+        raise ValueError
+    return argv
+
+
+def _tls(node: Node, default: str) -> TlsSettings:
+    security = node.get("security", cr.as_str, " | ".join(SECURITY), default)
+    if security not in SECURITY:
+        node.problems.add(node.sub("security"), " | ".join(SECURITY), security)
+        security = default
+    ca = node.get("ca_file", cr.as_str, "a file path", "")
+    return TlsSettings(security=security,  # type: ignore[arg-type]
+                       verify=node.get("tls_verify", cr.as_bool, "true or false", True),
+                       ca_file=Path(ca) if ca else None)
+
+
+def _smtp(node: Node) -> SmtpSettings:
+    node.reject_unknown(SMTP_KEYS)
+    tls = _tls(node, "starttls")
+    default_port = {"tls": 465, "starttls": 587, "none": 25}[tls.security]
+    envelope_from = node.get("envelope_from", str, "an address or \"\"", "")
+    if envelope_from:
+        envelope_from = node.get("envelope_from", cr.as_address, "an address or \"\"", "")
+    return SmtpSettings(
+        host=node.require("host", cr.as_str, "a host name") or "localhost",
+        port=node.get("port", cr.as_port, "a port number", default_port),
+        tls=tls,
+        username=node.get("username", cr.as_str, "a user name", None),  # type: ignore[arg-type]
+        password=_secret(node),
+        envelope_from=envelope_from,
+        timeout=node.get("timeout", cr.as_duration, "a duration such as 30s",
+                         cr.as_duration(30)).total_seconds(),
+        helo=node.get("helo", cr.as_str, "a host name", None),  # type: ignore[arg-type]
+    )
+
+
+def _imap(node: Node) -> ImapSettings:
+    node.reject_unknown(IMAP_KEYS)
+    tls = _tls(node, "tls")
+    default_port = 993 if tls.security == "tls" else 143
+    password = _secret(node)
+    oauth = node.get("oauth2_token_command", _argv, "a command (list or string)", None)  # type: ignore[arg-type]
+    if password is None and oauth is None:
+        node.problems.add(node.path, "one of " + ", ".join(_SECRET_KEYS) + " or oauth2_token_command",
+                          "no credentials")
+    poll = node.get("poll_interval", cr.as_duration, "a duration such as 60s", cr.as_duration(60))
+    if poll.total_seconds() < 0.1:
+        node.problems.add(node.sub("poll_interval"), "at least 0.1s", str(poll))
+    return ImapSettings(
+        host=node.require("host", cr.as_str, "a host name") or "localhost",
+        port=node.get("port", cr.as_port, "a port number", default_port),
+        tls=tls,
+        username=node.require("username", cr.as_str, "a user name") or "",
+        password=password,
+        oauth2_token_command=oauth,
+        folders=node.get("folders", cr.as_str_list, "a list of folder names", ("INBOX",)),
+        poll_interval=poll,
+        idle=node.get("idle", cr.as_bool, "true or false", True),
+        timeout=node.get("timeout", cr.as_duration, "a duration such as 30s",
+                         cr.as_duration(30)).total_seconds(),
+    )
+
+
+def _templates(node: Node, base_subject: str) -> Templates | None:
+    subject = node.get("subject", cr.as_str, "a template string", base_subject)
+    text = node.require("text", cr.as_str, "a template string (the reply text)")
+    html = node.get("html", cr.as_str, "a template string or null", None)  # type: ignore[arg-type]
+    if "\n" in subject.strip() or "\r" in subject:
+        node.problems.add(node.sub("subject"), "one line", subject)
+    compiled: list[Template | None] = []
+    for key, source, is_html in (("subject", subject, False), ("text", text, False),
+                                 ("html", html, True)):
+        if source is None:
+            compiled.append(None)
+            continue
+        try:
+            compiled.append(compile_template(source, html=is_html))
+        except TemplateSyntaxError as err:
+            node.problems.add(node.sub(key), "a valid template", f"line {err.lineno}: {err.message}")
+            compiled.append(None)
+    subject_t, text_t, html_t = compiled
+    if subject_t is None or text_t is None or (html is not None and html_t is None):
+        return None
+    return Templates(subject_t, text_t, html_t, "\x00".join((subject, text or "", html or "")))
+
+
+def _when(node: Node, tz: ZoneInfo) -> When:
+    node.reject_unknown(WHEN_KEYS)
+    expected = "a date (2026-12-20) or a datetime with a zone (2026-12-20T09:00:00+01:00)"
+
+    def point(key: str) -> date | datetime | None:
+        value = node.get(key, cr.as_date_or_datetime, expected, None)  # type: ignore[arg-type]
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=tz)  # a naive datetime is the mailbox's local time
+        return value
+
+    start, until = point("from"), point("until")
+    if start is not None and until is not None and type(start) is type(until) and until < start:  # type: ignore[operator]
+        node.problems.add(node.sub("until"), "a day on or after `from`", str(until))
+    weekly: list[WeeklyWindow] = []
+    for w in node.children("weekly"):
+        w.reject_unknown(WEEKLY_KEYS)
+        days = w.get("days", cr.as_day_set, "days such as mon-fri or [sat, sun]",
+                     frozenset(range(7)))
+        if w.has("inside") and w.has("outside"):
+            w.problems.add(w.path, "either inside or outside", "both")
+        key = "outside" if w.has("outside") else "inside"
+        ranges = w.get(key, cr.as_time_ranges, 'a range "HH:MM-HH:MM" or a list of them', ())
+        weekly.append(WeeklyWindow(days, ranges, outside=key == "outside"))
+    return When(start, until, tuple(weekly))
+
+
+def _match(node: Node) -> Match:
+    node.reject_unknown(MATCH_KEYS)
+    pattern = node.get("subject", cr.as_str, "a regular expression", "")
+    regex = None
+    if pattern:
+        try:
+            regex = re.compile(pattern)
+        except re.error as err:
+            node.problems.add(node.sub("subject"), "a valid regular expression", f"{pattern!r}: {err}")
+    to = node.get("to", lambda v: tuple(cr.as_address(a) for a in cr.as_str_list(v)),
+                  "a list of addresses", ())
+    domains = node.get("from_domain", cr.as_str_list, "a list of domains", ())
+    return Match(frozenset(to), regex, frozenset(d.lower().lstrip("@") for d in domains))
+
+
+def _rule(node: Node, mailbox_tz: ZoneInfo, mailbox_language: str) -> Rule | None:
+    node.reject_unknown(RULE_KEYS)
+    name = node.require("name", cr.as_str, "a rule name") or "?"
+    kind = node.get("kind", cr.as_str, " | ".join(KINDS), "absence")
+    if kind not in KINDS:
+        node.problems.add(node.sub("kind"), " | ".join(KINDS), kind)
+    audience = node.get("audience", cr.as_str, " | ".join(AUDIENCES), "everyone")
+    if audience not in AUDIENCES:
+        node.problems.add(node.sub("audience"), " | ".join(AUDIENCES), audience)
+    when_node = node.child("when")
+    match_node = node.child("match")
+    reply_to = node.get("reply_to", cr.as_str, "an address, optionally with a name", "")
+    if reply_to and not _valid_mailbox_header(reply_to):
+        node.problems.add(node.sub("reply_to"), "an address such as Bob Martin <bob@example.org>",
+                          reply_to)
+    base = _templates(node, DEFAULT_SUBJECT)
+    translations: list[tuple[str, Templates]] = []
+    tr = node.child("translations")
+    if tr is not None:
+        for lang in tr.data:
+            sub = tr.child(str(lang), required=True)
+            if sub is None:
+                continue
+            if not re.fullmatch(r"[a-z]{2,3}", str(lang)):
+                sub.problems.add(sub.path, "a language code such as en or de", str(lang))
+            sub.reject_unknown(TEMPLATE_KEYS)
+            compiled = _templates(sub, DEFAULT_SUBJECT)
+            if compiled is not None:
+                translations.append((str(lang), compiled))
+            if str(lang) == mailbox_language:
+                sub.problems.note(sub.path, "the mailbox language uses the rule's own text; "
+                                  "remove this translation or change the mailbox language")
+    if base is None:
+        return None
+    digest = hashlib.sha256(
+        "\x01".join([base.source, *(f"{lang}\x02{t.source}" for lang, t in translations)]).encode()
+    ).hexdigest()[:12]
+    return Rule(
+        name=name,
+        kind=kind,  # type: ignore[arg-type]
+        when=_when(when_node, mailbox_tz) if when_node is not None else None,
+        match=_match(match_node) if match_node is not None else None,
+        audience=audience,  # type: ignore[arg-type]
+        interval=node.get("interval", cr.as_duration, "a duration such as 7d (0 = every message)",
+                          cr.as_duration("7d")),
+        reply_to=reply_to or None,
+        templates=base,
+        translations=tuple(translations),
+        handle=f"{name}:{digest}",
+    )
+
+
+def _valid_mailbox_header(value: str) -> bool:
+    from email.utils import parseaddr  # noqa: PLC0415
+
+    if "\n" in value or "\r" in value:
+        return False
+    _name, addr = parseaddr(value)
+    try:
+        cr.as_address(addr)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _contacts(node: Node, base_dir: Path) -> frozenset[str]:
+    """Addresses from a text file (one a line) or a vCard file (EMAIL properties)."""
+    value = node.get("contacts", cr.as_str, "a file path", "")
+    if not value:
+        return frozenset()
+    path = Path(value) if Path(value).is_absolute() else base_dir / value
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        node.problems.add(node.sub("contacts"), "a readable file", f"{path}: {err.strerror}")
+        return frozenset()
+    found: set[str] = set()
+    for line in text.splitlines():
+        line = line.strip()
+        m = _VCARD_EMAIL.match(line)
+        candidate = m.group(1).strip() if m else line
+        if not candidate or candidate.startswith("#") or "@" not in candidate or ":" in candidate:
+            continue
+        found.add(candidate.lower())
+    return frozenset(found)
+
+
+def _mailbox(node: Node, default_smtp: SmtpSettings | None, base_dir: Path) -> Mailbox | None:
+    node.reject_unknown(MAILBOX_KEYS)
+    name = node.require("name", cr.as_str, "a mailbox name") or "?"
+    address = node.require("address", cr.as_address, "an address such as alice@example.org")
+    tz = node.get("timezone", cr.as_timezone, "an IANA time zone such as Europe/Paris",
+                  ZoneInfo("UTC"))
+    language = node.get("language", cr.as_language, "a language code such as en or fr", "en")
+    fallback = node.get("sender_fallback", cr.as_str, "none | from", "none")
+    if fallback not in ("none", "from"):
+        node.problems.add(node.sub("sender_fallback"), "none | from", fallback)
+    backscatter = Backscatter()
+    bs = node.child("backscatter")
+    if bs is not None:
+        bs.reject_unknown({"enabled", "authserv_ids"})
+        backscatter = Backscatter(
+            enabled=bs.get("enabled", cr.as_bool, "true or false", True),
+            authserv_ids=frozenset(s.lower() for s in bs.get(
+                "authserv_ids", cr.as_str_list, "a list of authserv-ids", ())))
+    suppression: set[str] = set()
+    for i, entry in enumerate(node.get("suppression", cr.as_str_list, "a list of addresses "
+                                       "and @domains", ())):
+        entry = entry.strip().lower()
+        if entry.startswith("@") and "." in entry:
+            suppression.add(entry)
+            continue
+        try:
+            suppression.add(cr.as_address(entry))
+        except ValueError:
+            node.problems.add(f"{node.sub('suppression')}[{i}]", "an address or @domain", entry)
+    limits = RateLimit()
+    mr = node.child("max_replies")
+    if mr is not None:
+        mr.reject_unknown({"per_hour", "per_day"})
+        limits = RateLimit(mr.get("per_hour", cr.as_positive_int, "a positive number", 60),
+                           mr.get("per_day", cr.as_positive_int, "a positive number", 500))
+    imap_node, smtp_node = node.child("imap"), node.child("smtp")
+    rules = [_rule(r, tz, language) for r in node.children("rules")]
+    names = [r.name for r in rules if r is not None]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        node.problems.add(node.sub("rules"), "unique rule names", f"{dup!r} twice")
+    if address is None:
+        return None
+    return Mailbox(
+        name=name,
+        address=address,
+        aliases=node.get("aliases", lambda v: tuple(cr.as_address(a) for a in cr.as_str_list(v)),
+                         "a list of addresses", ()),
+        display_name=node.get("display_name", cr.as_str, "a name", None),  # type: ignore[arg-type]
+        timezone=tz,
+        language=language,
+        internal_domains=frozenset(d.lower().lstrip("@") for d in node.get(
+            "internal_domains", cr.as_str_list, "a list of domains", ())),
+        contacts=_contacts(node, base_dir),
+        max_age=node.get("max_age", cr.as_duration, "a duration such as 4d", cr.as_duration("4d")),
+        sender_fallback=fallback if fallback in ("none", "from") else "none",  # type: ignore[arg-type]
+        backscatter=backscatter,
+        suppression=frozenset(suppression),
+        max_replies=limits,
+        imap=_imap(imap_node) if imap_node is not None else None,
+        smtp=_smtp(smtp_node) if smtp_node is not None else default_smtp,
+        save_copy=node.get("save_copy", cr.as_str, "a folder name", None),  # type: ignore[arg-type]
+        rules=tuple(r for r in rules if r is not None),
+    )
+
+
+def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Build a Config from YAML `text`; raises one ConfigError listing every problem."""
+    problems = Problems(source)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ConfigError(f"{source}: {where}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, found {type(data).__name__}")
+    root = Node(data, "", problems)
+    root.reject_unknown(TOP_KEYS)
+    base = base_dir or Path(".")
+    state_node = root.child("state")
+    state = StateSettings()
+    if state_node is not None:
+        state_node.reject_unknown(STATE_KEYS)
+        path = Path(state_node.get("path", cr.as_str, "a file path", str(state.path)))
+        state = StateSettings(
+            path=path if path.is_absolute() else base / path,
+            max_delay=state_node.get("max_delay", cr.as_duration, "a duration such as 24h",
+                                     state.max_delay),
+            keep_decisions=state_node.get("keep_decisions", cr.as_duration,
+                                          "a duration such as 90d", state.keep_decisions))
+    smtp_node = root.child("smtp")
+    smtp = _smtp(smtp_node) if smtp_node is not None else None
+    metrics_node = root.child("metrics")
+    metrics = MetricsSettings()
+    if metrics_node is not None:
+        metrics_node.reject_unknown(METRICS_KEYS)
+        metrics = MetricsSettings(listen=metrics_node.get(
+            "listen", _listen_address, "host:port such as 127.0.0.1:9387", None))  # type: ignore[arg-type]
+    if not isinstance(data.get("mailboxes"), list) or not data["mailboxes"]:
+        problems.add("mailboxes", "a list with at least one mailbox", data.get("mailboxes", cr.MISSING))
+    mailboxes = [m for m in (_mailbox(n, smtp, base) for n in root.children("mailboxes"))
+                 if m is not None]
+    names = [m.name for m in mailboxes]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.add("mailboxes", "unique mailbox names", f"{dup!r} twice")
+    for i, mb in enumerate(mailboxes):
+        if mb.imap is not None and mb.smtp is None:
+            problems.add(f"mailboxes[{i}].smtp", "an smtp section (here or at the top level) "
+                         "for a mailbox that is watched over imap")
+    if problems.items:
+        raise ConfigError(problems.items)
+    from awayd.configcheck import trial_render  # noqa: PLC0415 (needs the core)
+
+    config = Config(source=source, state=state, smtp=smtp, mailboxes=tuple(mailboxes),
+                    metrics=metrics)
+    render_problems = trial_render(config)
+    if render_problems:
+        raise ConfigError([f"{source}: {p}" for p in render_problems])
+    return config
+
+
+def _listen_address(value: object) -> str:
+    text = cr.as_str(value)
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError
+    return text
+
+
+def load_config(path: Path) -> Config:
+    """Read and parse the config file at `path`; a missing file is a ConfigError too."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the configuration: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text: {err}") from err
+    return parse_config(text, str(path), path.parent)

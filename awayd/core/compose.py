@@ -1,0 +1,165 @@
+"""Build the reply (RFC 3834 §3): headers, text, optional HTML, never quoting the original."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from awayd.configtypes import Mailbox, Rule, Templates
+from awayd.core.message import Message, one_line
+from awayd.core.schedule import next_change
+from awayd.core.i18n import format_date
+from awayd.core.templates import RuleVars, SenderVars, render
+from awayd.errors import RenderError
+
+MAX_SUBJECT_CHARS = 250
+MAX_REFERENCES = 10
+
+
+@dataclass(frozen=True)
+class Reply:
+    envelope_from: str
+    envelope_to: str
+    from_: str
+    to: str
+    subject: str
+    language: str
+    message_id: str
+    headers: tuple[tuple[str, str], ...]  # every header, in order, values unencoded
+    text: str
+    html: str | None
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    def to_bytes(self) -> bytes:
+        """The RFC 5322 message with CRLF line ends, RFC 2047 encoded where needed."""
+        msg = EmailMessage(policy=policy.SMTP)
+        for name, value in self.headers:
+            msg[name] = value
+        msg.set_content(self.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+        if self.html is not None:
+            msg.add_alternative(self.html, subtype="html", charset="utf-8", cte="quoted-printable")
+        return msg.as_bytes()
+
+
+def ticket(message: Message) -> str:
+    """A short stable reference for a request, derived from its Message-ID."""
+    seed = message.message_id or "|".join(
+        (message.get("from") or "", message.get("date") or "", message.subject))
+    digest = hashlib.sha256(seed.encode("utf-8", "surrogatepass")).digest()
+    return base64.b32encode(digest[:5]).decode("ascii")[:6]
+
+
+def first_name(name: str) -> str:
+    """'Marie Dupont' → 'Marie'; 'Dupont, Marie' → 'Marie'; an address-like name → ''."""
+    name = name.strip().strip("'\"")
+    if not name or "@" in name:
+        return ""
+    if "," in name:
+        name = name.split(",", 1)[1].strip()
+    return name.split()[0] if name.split() else ""
+
+
+def _header_value(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise RenderError(f"the rendered {name} contains a line break")
+    return value.strip()
+
+
+def _references(message: Message) -> str | None:
+    own = message.message_id
+    if own is None:
+        return None
+    previous = one_line(message.get("references") or "").split()
+    ids = [i for i in previous if i.startswith("<") and i.endswith(">")][-(MAX_REFERENCES - 1):]
+    return " ".join([*ids, own])
+
+
+def compose(message: Message, mailbox: Mailbox, rule: Rule, templates: Templates, *, language: str,
+            sender: str, recipient: str, envelope_from: str, now: datetime,
+            message_id: str) -> Reply:
+    """Render `templates` for `message` and assemble the reply. Raises RenderError."""
+    from_addr = message.from_address
+    name = from_addr.name if from_addr is not None else ""
+    local_now = now.astimezone(mailbox.timezone)
+    subject = message.subject[:MAX_SUBJECT_CHARS]
+
+    def opening() -> str:
+        when = next_change(rule.when, now, mailbox.timezone, to_active=False)
+        return format_date(when, "full", language) if when is not None else ""
+
+    variables: dict[str, object] = {
+        "sender": SenderVars(sender, name, first_name(name)),
+        "subject": subject,
+        "mailbox": {"name": mailbox.name, "address": recipient,
+                    "display_name": mailbox.display_name or ""},
+        "rule": RuleVars(rule.name, rule.when.start if rule.when else None,
+                         rule.when.until if rule.when else None),
+        "next_opening": _Lazy(opening),
+        "ticket": ticket(message),
+        "language": language,
+        "now": local_now,
+    }
+    rendered_subject = _header_value("subject", render(templates.subject, variables))
+    text = render(templates.text, variables).replace("\r\n", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    html = render(templates.html, variables) if templates.html is not None else None
+    try:
+        from_header = str(HeaderAddress(mailbox.display_name or "", addr_spec=recipient))
+    except (ValueError, IndexError) as err:
+        raise RenderError(f"cannot write the From address {recipient!r}: {err}") from err
+    headers: list[tuple[str, str]] = [
+        ("From", from_header),
+        ("To", sender),
+        ("Subject", rendered_subject or "Auto:"),
+        ("Date", format_datetime(local_now)),
+        ("Message-ID", message_id),
+    ]
+    if message.message_id is not None:
+        headers.append(("In-Reply-To", message.message_id))
+    refs = _references(message)
+    if refs is not None:
+        headers.append(("References", refs))
+    headers += [
+        ("Auto-Submitted", "auto-replied"),
+        ("X-Auto-Response-Suppress", "All"),
+        ("Precedence", "bulk"),
+        ("X-Loop", recipient),
+    ]
+    if rule.reply_to:
+        headers.append(("Reply-To", rule.reply_to))
+    headers.append(("Content-Language", language))
+    return Reply(envelope_from=envelope_from, envelope_to=sender, from_=from_header, to=sender,
+                 subject=rendered_subject, language=language, message_id=message_id,
+                 headers=tuple(headers), text=text, html=html)
+
+
+class _Lazy:
+    """A template value computed only if the template prints it (next_opening scans a year)."""
+
+    def __init__(self, compute: object) -> None:
+        self._compute = compute
+        self._value: str | None = None
+
+    def __str__(self) -> str:
+        if self._value is None:
+            fn = self._compute
+            assert callable(fn)
+            self._value = str(fn())
+        return self._value
+
+    def __html__(self) -> str:
+        from markupsafe import escape  # noqa: PLC0415
+
+        return str(escape(str(self)))

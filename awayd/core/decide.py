@@ -1,0 +1,120 @@
+"""decide(): one message in, one Decision out: the single path shared by daemon, explain and tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from awayd.configtypes import Mailbox, Rule
+from awayd.core import reasons as r
+from awayd.core.compose import Reply, compose
+from awayd.core.guards import HEAD, TABLE, Context, envelope, first_refusal, sender_of
+from awayd.core.history import HistoryView
+from awayd.core.language import choose
+from awayd.core.message import Message, parse
+from awayd.core.rules import select
+from awayd.errors import RenderError
+
+#: Makes a fresh Message-ID for a reply from the domain of the answering address.
+MessageIdFactory = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str  # "reply" | "skip"
+    reason: str
+    detail: str
+    rule: Rule | None = None
+    sender: str | None = None  # envelope sender as written
+    sender_key: str | None = None  # lowercased, SRS unwrapped
+    message_id: str | None = None  # of the incoming message
+    reply: Reply | None = None
+
+    @property
+    def rule_name(self) -> str | None:
+        return self.rule.name if self.rule is not None else None
+
+
+def _skip(reason: str, detail: str, **kw: object) -> Decision:
+    return Decision("skip", reason, detail, **kw)  # type: ignore[arg-type]
+
+
+def _suppressed(mailbox: Mailbox, history: HistoryView, sender_key: str) -> bool:
+    domain = "@" + sender_key.rpartition("@")[2]
+    if sender_key in mailbox.suppression or domain in mailbox.suppression:
+        return True
+    return history.is_suppressed(mailbox.name, sender_key)
+
+
+def _over_cap(mailbox: Mailbox, history: HistoryView, now: datetime) -> str | None:
+    cap = mailbox.max_replies
+    if history.replies_since(mailbox.name, now - timedelta(hours=1)) >= cap.per_hour:
+        return f"{cap.per_hour} replies in the last hour"
+    if history.replies_since(mailbox.name, now - timedelta(days=1)) >= cap.per_day:
+        return f"{cap.per_day} replies in the last day"
+    return None
+
+
+def decide(raw: bytes, mailbox: Mailbox, *, now: datetime, history: HistoryView,
+           new_message_id: MessageIdFactory, arrival: datetime | None = None,
+           envelope_from: str | None = None) -> Decision:
+    """Decide whether and how to answer `raw` for `mailbox` at `now` (aware).
+
+    `arrival` is the IMAP INTERNALDATE; when None the topmost Received: date is used, else
+    `now`. `envelope_from` defaults to the mailbox's SMTP setting (the null sender).
+    Never raises: unparseable input is `malformed`, a failing template `render-error`.
+    """
+    try:
+        message = parse(raw)
+    except (ValueError, TypeError, IndexError, UnicodeError, LookupError) as err:
+        return _skip(r.MALFORMED, f"cannot parse: {err}")
+    return decide_message(message, mailbox, now=now, history=history,
+                          new_message_id=new_message_id, arrival=arrival,
+                          envelope_from=envelope_from)
+
+
+def decide_message(message: Message, mailbox: Mailbox, *, now: datetime, history: HistoryView,
+                   new_message_id: MessageIdFactory, arrival: datetime | None = None,
+                   envelope_from: str | None = None) -> Decision:
+    """decide() for an already parsed message."""
+    if arrival is None:
+        arrival = message.arrival_from_received() or now
+    context = Context(message, mailbox, now, arrival)
+    refused = first_refusal(context, HEAD)
+    if refused is not None:
+        return _skip(*refused, message_id=message.message_id)
+    sender = sender_of(message, mailbox)
+    env = envelope(message, mailbox, sender)
+    ids = {"sender": sender, "sender_key": env.sender_key, "message_id": message.message_id}
+    context = Context(message, mailbox, now, arrival, sender, env.sender_key)
+    refused = first_refusal(context, TABLE)
+    if refused is not None:
+        return _skip(*refused, **ids)
+    selection = select(message, mailbox, env, now)
+    rule = selection.rule
+    if rule is None or selection.reason != r.REPLY:
+        return _skip(selection.reason, selection.detail, rule=rule, **ids)
+    if _suppressed(mailbox, history, env.sender_key):
+        return _skip(r.SUPPRESSED, f"{env.sender_key} is on the opt-out list", rule=rule, **ids)
+    if rule.interval > timedelta(0) and history.replied_since(
+        mailbox.name, env.sender_key, rule.handle, now - rule.interval
+    ):
+        return _skip(r.ALREADY_REPLIED,
+                     f"{env.sender_key} got rule {rule.name!r}'s reply within {rule.interval}",
+                     rule=rule, **ids)
+    capped = _over_cap(mailbox, history, now)
+    if capped is not None:
+        return _skip(r.RATE_LIMIT, f"circuit breaker: {capped}", rule=rule, **ids)
+    available = (mailbox.language, *(lang for lang, _ in rule.translations))
+    language = choose(message, available, mailbox.language)
+    templates = rule.templates_for(language) or rule.templates
+    if envelope_from is None:
+        envelope_from = mailbox.smtp.envelope_from if mailbox.smtp is not None else ""
+    try:
+        reply = compose(message, mailbox, rule, templates, language=language, sender=sender,
+                        recipient=env.recipient, envelope_from=envelope_from, now=now,
+                        message_id=new_message_id(env.recipient.rpartition("@")[2]))
+    except RenderError as err:
+        return _skip(r.RENDER_ERROR, str(err), rule=rule, **ids)
+    return Decision("reply", r.REPLY, selection.detail, rule=rule, reply=reply, **ids)

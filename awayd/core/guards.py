@@ -1,0 +1,324 @@
+"""The ordered guard table of DESIGN §4 (guards 1-20): pure checks on a parsed message."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+from email_validator import EmailNotValidError, validate_email
+
+from awayd.configtypes import Mailbox
+from awayd.core import reasons as r
+from awayd.core.message import Address, Message, one_line, unwrap_srs
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the delivery agent left in the headers about the SMTP envelope (DESIGN §3)."""
+
+    reply_to: str  # the address the reply goes to, as written (Return-Path or From fallback)
+    sender_key: str  # lowercased, SRS unwrapped: history, self and audience checks
+    recipient: str  # the mailbox address the message was delivered to (reply From)
+    addressed: frozenset[str]  # mailbox addresses found in To/Cc/Bcc/Resent-*/Delivered-To
+
+
+@dataclass(frozen=True)
+class Context:
+    message: Message
+    mailbox: Mailbox
+    now: datetime
+    arrival: datetime | None
+    sender: str | None = None  # envelope sender as written; None before guard 3 ran
+    sender_key: str = ""
+
+
+Guard = Callable[[Context], str | None]  # returns a human detail when it refuses
+
+_SYSTEM_LOCAL = re.compile(
+    r"^(mailer-daemon|postmaster|listserv|majordomo|mailman|.+-request|owner-.+|.*-bounces?(\+.*)?"
+    r"|bounces?(\+.*)?|.*-bounces-.*|bounce-.+)$"
+)
+_NOREPLY_LOCAL = re.compile(
+    r"^(no[-_.]?reply|do[-_.]?not[-_.]?reply|dont[-_.]?reply|notifications?[-_.]?only)([-_.+].*)?$"
+)
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(auto(matic)?[ -]?(reply|response|answer)\b|auto:|autoreply|out of (the )?office\b"
+    r"|r[ée]ponse automatique|absence du bureau|abwesenheitsnotiz|automatische antwort"
+    r"|respuesta autom[aá]tica|risposta automatica|resposta autom[aá]tica|automatisch antwoord"
+    r"|fuori sede|ausente|afwezig)",
+    re.IGNORECASE,
+)
+_AUTORESPONDER_HEADERS = ("x-autoreply", "x-autorespond", "x-auto-reply-from", "x-mail-autoreply",
+                          "x-autoresponder", "x-auto-reply", "x-vacation")
+_BULK_HEADERS = ("feedback-id", "x-campaign", "x-campaignid", "x-campaign-id", "x-mc-user",
+                 "x-mailchimp-campaign", "x-sg-eid", "x-mailgun-tag", "x-ses-outgoing",
+                 "x-marketoid", "x-newsletter", "list-unsubscribe-post", "x-bulkmail",
+                 "x-report-abuse", "x-csa-complaints")
+_LIST_HEADERS = ("list-id", "list-post", "list-owner", "list-subscribe", "list-unsubscribe",
+                 "list-help", "list-archive", "mailing-list")
+_RECIPIENT_HEADERS = ("to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc")
+
+
+@lru_cache(maxsize=4096)
+def deliverable(address: str) -> bool:
+    """Syntax and domain shape only: no DNS is ever asked."""
+    try:
+        validate_email(address, check_deliverability=False, allow_smtputf8=True)
+    except (EmailNotValidError, UnicodeError, ValueError):
+        return False
+    return True
+
+
+def envelope(message: Message, mailbox: Mailbox, sender: str) -> Envelope:
+    """Reconstruct the envelope for a message that passed the sender guards."""
+    own = mailbox.addresses
+    recipient = mailbox.address
+    for name in ("delivered-to", "x-original-to"):
+        for value in message.get_all(name):
+            candidate = one_line(value).strip("<>").lower()
+            if candidate in own:
+                recipient = candidate
+                break
+        else:
+            continue
+        break
+    addressed = {a.key for a in message.addresses(*_RECIPIENT_HEADERS) if a.key in own}
+    for value in message.get_all("delivered-to") + message.get_all("x-original-to"):
+        candidate = one_line(value).strip("<>").lower()
+        if candidate in own:
+            addressed.add(candidate)
+    return Envelope(sender, unwrap_srs(sender).lower(), recipient, frozenset(addressed))
+
+
+def _malformed(c: Context) -> str | None:
+    m = c.message
+    if not m.fields:
+        return "no header block"
+    if m.from_address is None and m.return_path() in (None, "") and not m.addresses("sender"):
+        return "no From, Sender or Return-Path address"
+    return None
+
+
+def _null_sender(c: Context) -> str | None:
+    return "Return-Path is <> (a bounce or notification)" if c.message.return_path() == "" else None
+
+
+def _no_return_path(c: Context) -> str | None:
+    if c.message.return_path() is not None:
+        return None
+    if c.mailbox.sender_fallback == "from" and c.message.from_address is not None:
+        return None
+    return "no Return-Path header; the envelope sender is unknown"
+
+
+def _invalid_sender(c: Context) -> str | None:
+    assert c.sender is not None
+    if not deliverable(c.sender):
+        return f"{c.sender!r} is not a deliverable address"
+    return None
+
+
+def _self(c: Context) -> str | None:
+    if c.sender_key in c.mailbox.addresses:
+        return f"{c.sender_key} is this mailbox's own address"
+    return None
+
+
+def _loop(c: Context) -> str | None:
+    own = c.mailbox.addresses
+    for value in c.message.get_all("x-loop"):
+        if any(a in value.lower() for a in own):
+            return "X-Loop names this mailbox"
+    mid = (c.message.message_id or "").lower()
+    if mid.startswith("<awayd."):
+        return "Message-ID is one of awayd's own replies"
+    return None
+
+
+def _local_parts(c: Context) -> list[str]:
+    parts = [c.sender_key.rpartition("@")[0]]
+    sender_from = c.message.from_address
+    if sender_from is not None:
+        parts.append(unwrap_srs(sender_from.address).lower().rpartition("@")[0])
+    return parts
+
+
+def _system_sender(c: Context) -> str | None:
+    for local in _local_parts(c):
+        if _SYSTEM_LOCAL.match(local):
+            return f"local part {local!r} belongs to a mail system"
+    return None
+
+
+def _noreply_sender(c: Context) -> str | None:
+    for local in _local_parts(c):
+        if _NOREPLY_LOCAL.match(local):
+            return f"local part {local!r} asks for no reply"
+    return None
+
+
+def _auto_submitted(c: Context) -> str | None:
+    for value in c.message.get_all("auto-submitted"):
+        token = value.split(";")[0].strip().lower()
+        if token != "no":
+            return f"Auto-Submitted: {token or '(empty)'}"
+    return None
+
+
+def _x_auto_response_suppress(c: Context) -> str | None:
+    for value in c.message.get_all("x-auto-response-suppress"):
+        tokens = {t.strip().lower() for t in value.split(",")}
+        if tokens & {"all", "oof"}:
+            return f"X-Auto-Response-Suppress: {one_line(value)}"
+    return None
+
+
+def _precedence(c: Context) -> str | None:
+    for name in ("precedence", "x-precedence"):
+        for value in c.message.get_all(name):
+            if value.strip().lower() in ("bulk", "list", "junk"):
+                return f"{name.title()}: {value.strip().lower()}"
+    return None
+
+
+def _list(c: Context) -> str | None:
+    for name in _LIST_HEADERS:
+        if c.message.has(name):
+            return f"{name.title()} header: mail from a mailing list"
+    return None
+
+
+def _dsn(c: Context) -> str | None:
+    ct = c.message.content_type
+    if "multipart/report" in ct and "delivery-status" in ct:
+        return "a delivery status notification (multipart/report)"
+    if ct.startswith("message/delivery-status"):
+        return "a delivery status notification"
+    if c.message.has("x-failed-recipients"):
+        return "X-Failed-Recipients: a bounce"
+    return None
+
+
+def _mdn(c: Context) -> str | None:
+    ct = c.message.content_type
+    if "disposition-notification" in ct:
+        return "a read receipt (disposition notification)"
+    return None
+
+
+def _autoresponder(c: Context) -> str | None:
+    for name in _AUTORESPONDER_HEADERS:
+        if c.message.has(name):
+            return f"{name} header: another auto-responder"
+    for value in c.message.get_all("x-autogenerated"):
+        if value.strip().lower() == "reply":
+            return "X-Autogenerated: Reply"
+    subject = c.message.subject
+    if _AUTO_SUBJECT.match(subject):
+        return f"subject {subject[:60]!r} is an automatic reply"
+    return None
+
+
+def _bulk(c: Context) -> str | None:
+    for name in _BULK_HEADERS:
+        if c.message.has(name):
+            return f"{name} header: bulk or marketing mail"
+    if any(n.startswith("x-mailchimp-") for n in c.message.names):
+        return "Mailchimp headers: marketing mail"
+    return None
+
+
+def _spam(c: Context) -> str | None:
+    m = c.message
+    for name in ("x-spam-flag", "x-spam"):
+        for value in m.get_all(name):
+            if value.strip().lower().startswith("yes"):
+                return f"{name}: yes"
+    for value in m.get_all("x-spam-status"):
+        if value.strip().lower().startswith("yes"):
+            return "X-Spam-Status: Yes"
+    for value in m.get_all("x-rspamd-action"):
+        if value.strip().lower() in ("reject", "add header", "rewrite subject"):
+            return f"rspamd action {value.strip().lower()}"
+    return None
+
+
+def _unauthenticated(c: Context) -> str | None:
+    settings = c.mailbox.backscatter
+    if not settings.enabled:
+        return None
+    results = c.message.get_all("authentication-results")
+    trusted = results if settings.authserv_ids else results[:1]
+    for value in trusted:
+        authserv, _, rest = value.partition(";")
+        authserv_id = authserv.strip().split()[0].lower() if authserv.strip() else ""
+        if settings.authserv_ids and authserv_id not in settings.authserv_ids:
+            continue
+        if re.search(r"\bdmarc\s*=\s*fail\b", rest, re.IGNORECASE):
+            return f"{authserv_id} says dmarc=fail: the sender is likely forged"
+    return None
+
+
+def _not_addressed(c: Context) -> str | None:
+    own = c.mailbox.addresses
+    if any(a.key in own for a in c.message.addresses(*_RECIPIENT_HEADERS)):
+        return None
+    return "none of the mailbox's addresses is in To, Cc, Bcc or Resent-*"
+
+
+def _too_old(c: Context) -> str | None:
+    if c.arrival is None:
+        return None
+    age = c.now - c.arrival
+    if age > c.mailbox.max_age:
+        return f"arrived {age.days} days ago, more than max_age {c.mailbox.max_age}"
+    return None
+
+
+#: Guards before the envelope sender is known (1-3).
+HEAD: tuple[tuple[str, Guard], ...] = (
+    (r.MALFORMED, _malformed),  # nothing to reply to
+    (r.NULL_SENDER, _null_sender),  # bounces and notifications (RFC 3834 §2)
+    (r.NO_RETURN_PATH, _no_return_path),  # never guess the envelope from From
+)
+
+#: Guards that need the envelope sender (4-20), in contract order.
+TABLE: tuple[tuple[str, Guard], ...] = (
+    (r.INVALID_SENDER, _invalid_sender),  # would only bounce
+    (r.SELF, _self),  # our own mail coming back
+    (r.LOOP, _loop),  # our own reply or X-Loop
+    (r.SYSTEM_SENDER, _system_sender),  # daemons and list software
+    (r.NOREPLY_SENDER, _noreply_sender),  # nobody reads it
+    (r.AUTO_SUBMITTED, _auto_submitted),  # RFC 3834 §5
+    (r.X_AUTO_RESPONSE_SUPPRESS, _x_auto_response_suppress),  # Exchange's opt-out
+    (r.PRECEDENCE, _precedence),  # bulk, list, junk
+    (r.LIST, _list),  # RFC 2369/2919 list headers
+    (r.DSN, _dsn),  # RFC 3464 bounces with a non-null sender
+    (r.MDN, _mdn),  # RFC 8098 read receipts
+    (r.AUTORESPONDER, _autoresponder),  # other vacation programs
+    (r.BULK, _bulk),  # ESP and marketing shapes
+    (r.SPAM, _spam),  # the filter's verdict
+    (r.UNAUTHENTICATED, _unauthenticated),  # forged senders: backscatter
+    (r.NOT_ADDRESSED, _not_addressed),  # Bcc and list copies (RFC 3834 §3.1.1)
+    (r.TOO_OLD, _too_old),  # a late or replayed message
+)
+
+
+def sender_of(message: Message, mailbox: Mailbox) -> str:
+    """The envelope sender after guards 1-3 passed (Return-Path, or From with fallback)."""
+    rp = message.return_path()
+    if rp:
+        return rp
+    addr: Address | None = message.from_address
+    return addr.address if addr else ""
+
+
+def first_refusal(context: Context, table: tuple[tuple[str, Guard], ...]) -> tuple[str, str] | None:
+    for reason, guard in table:
+        detail = guard(context)
+        if detail is not None:
+            return reason, detail
+    return None
