@@ -7,6 +7,7 @@ import re
 import shlex
 from datetime import date, datetime
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -15,8 +16,24 @@ from jinja2 import Template, TemplateSyntaxError
 from awayd import configread as cr
 from awayd.configread import Node, Problems
 from awayd.configtypes import (
-    Backscatter, Config, ImapSettings, Mailbox, Match, MetricsSettings, RateLimit, Rule,
-    SecretSource, SmtpSettings, StateSettings, Templates, TlsSettings, WeeklyWindow, When,
+    Audience,
+    Backscatter,
+    Config,
+    ImapSettings,
+    Mailbox,
+    Match,
+    MetricsSettings,
+    RateLimit,
+    Rule,
+    RuleKind,
+    SecretSource,
+    Security,
+    SmtpSettings,
+    StateSettings,
+    Templates,
+    TlsSettings,
+    WeeklyWindow,
+    When,
 )
 from awayd.core.templates import compile_template
 from awayd.errors import ConfigError
@@ -78,7 +95,7 @@ def _tls(node: Node, default: str) -> TlsSettings:
         node.problems.add(node.sub("security"), " | ".join(SECURITY), security)
         security = default
     ca = node.get("ca_file", cr.as_str, "a file path", "")
-    return TlsSettings(security=security,  # type: ignore[arg-type]
+    return TlsSettings(security=cast(Security, security),
                        verify=node.get("tls_verify", cr.as_bool, "true or false", True),
                        ca_file=Path(ca) if ca else None)
 
@@ -94,12 +111,12 @@ def _smtp(node: Node) -> SmtpSettings:
         host=node.require("host", cr.as_str, "a host name") or "localhost",
         port=node.get("port", cr.as_port, "a port number", default_port),
         tls=tls,
-        username=node.get("username", cr.as_str, "a user name", None),  # type: ignore[arg-type]
+        username=node.get("username", cr.as_str, "a user name", None),
         password=_secret(node),
         envelope_from=envelope_from,
         timeout=node.get("timeout", cr.as_duration, "a duration such as 30s",
                          cr.as_duration(30)).total_seconds(),
-        helo=node.get("helo", cr.as_str, "a host name", None),  # type: ignore[arg-type]
+        helo=node.get("helo", cr.as_str, "a host name", None),
     )
 
 
@@ -108,7 +125,7 @@ def _imap(node: Node) -> ImapSettings:
     tls = _tls(node, "tls")
     default_port = 993 if tls.security == "tls" else 143
     password = _secret(node)
-    oauth = node.get("oauth2_token_command", _argv, "a command (list or string)", None)  # type: ignore[arg-type]
+    oauth = node.get("oauth2_token_command", _argv, "a command (list or string)", None)
     if password is None and oauth is None:
         node.problems.add(node.path, "one of " + ", ".join(_SECRET_KEYS) + " or oauth2_token_command",
                           "no credentials")
@@ -133,7 +150,7 @@ def _imap(node: Node) -> ImapSettings:
 def _templates(node: Node, base_subject: str) -> Templates | None:
     subject = node.get("subject", cr.as_str, "a template string", base_subject)
     text = node.require("text", cr.as_str, "a template string (the reply text)")
-    html = node.get("html", cr.as_str, "a template string or null", None)  # type: ignore[arg-type]
+    html = node.get("html", cr.as_str, "a template string or null", None)
     if "\n" in subject.strip() or "\r" in subject:
         node.problems.add(node.sub("subject"), "one line", subject)
     compiled: list[Template | None] = []
@@ -158,13 +175,13 @@ def _when(node: Node, tz: ZoneInfo) -> When:
     expected = "a date (2026-12-20) or a datetime with a zone (2026-12-20T09:00:00+01:00)"
 
     def point(key: str) -> date | datetime | None:
-        value = node.get(key, cr.as_date_or_datetime, expected, None)  # type: ignore[arg-type]
+        value = node.get(key, cr.as_date_or_datetime, expected, None)
         if isinstance(value, datetime) and value.tzinfo is None:
             value = value.replace(tzinfo=tz)  # a naive datetime is the mailbox's local time
         return value
 
     start, until = point("from"), point("until")
-    if start is not None and until is not None and type(start) is type(until) and until < start:  # type: ignore[operator]
+    if start is not None and until is not None and type(start) is type(until) and until < start:
         node.problems.add(node.sub("until"), "a day on or after `from`", str(until))
     weekly: list[WeeklyWindow] = []
     for w in node.children("weekly"):
@@ -233,10 +250,10 @@ def _rule(node: Node, mailbox_tz: ZoneInfo, mailbox_language: str) -> Rule | Non
     ).hexdigest()[:12]
     return Rule(
         name=name,
-        kind=kind,  # type: ignore[arg-type]
+        kind=cast(RuleKind, kind if kind in KINDS else "absence"),
         when=_when(when_node, mailbox_tz) if when_node is not None else None,
         match=_match(match_node) if match_node is not None else None,
-        audience=audience,  # type: ignore[arg-type]
+        audience=cast(Audience, audience if audience in AUDIENCES else "everyone"),
         interval=node.get("interval", cr.as_duration, "a duration such as 7d (0 = every message)",
                           cr.as_duration("7d")),
         reply_to=reply_to or None,
@@ -328,20 +345,20 @@ def _mailbox(node: Node, default_smtp: SmtpSettings | None, base_dir: Path) -> M
         address=address,
         aliases=node.get("aliases", lambda v: tuple(cr.as_address(a) for a in cr.as_str_list(v)),
                          "a list of addresses", ()),
-        display_name=node.get("display_name", cr.as_str, "a name", None),  # type: ignore[arg-type]
+        display_name=node.get("display_name", cr.as_str, "a name", None),
         timezone=tz,
         language=language,
         internal_domains=frozenset(d.lower().lstrip("@") for d in node.get(
             "internal_domains", cr.as_str_list, "a list of domains", ())),
         contacts=_contacts(node, base_dir),
         max_age=node.get("max_age", cr.as_duration, "a duration such as 4d", cr.as_duration("4d")),
-        sender_fallback=fallback if fallback in ("none", "from") else "none",  # type: ignore[arg-type]
+        sender_fallback="from" if fallback == "from" else "none",
         backscatter=backscatter,
         suppression=frozenset(suppression),
         max_replies=limits,
         imap=_imap(imap_node) if imap_node is not None else None,
         smtp=_smtp(smtp_node) if smtp_node is not None else default_smtp,
-        save_copy=node.get("save_copy", cr.as_str, "a folder name", None),  # type: ignore[arg-type]
+        save_copy=node.get("save_copy", cr.as_str, "a folder name", None),
         rules=tuple(r for r in rules if r is not None),
     )
 
@@ -378,7 +395,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     if metrics_node is not None:
         metrics_node.reject_unknown(METRICS_KEYS)
         metrics = MetricsSettings(listen=metrics_node.get(
-            "listen", _listen_address, "host:port such as 127.0.0.1:9387", None))  # type: ignore[arg-type]
+            "listen", _listen_address, "host:port such as 127.0.0.1:9387", None))
     if not isinstance(data.get("mailboxes"), list) or not data["mailboxes"]:
         problems.add("mailboxes", "a list with at least one mailbox", data.get("mailboxes", cr.MISSING))
     mailboxes = [m for m in (_mailbox(n, smtp, base) for n in root.children("mailboxes"))

@@ -56,7 +56,7 @@ def describe_rule(rule: Rule, mailbox: Mailbox, now: datetime) -> str:
     if rule.match is not None and rule.match.to:
         parts.append("to " + ", ".join(sorted(rule.match.to)))
     if rule.translations:
-        parts.append("languages " + ", ".join([mailbox.language, *(l for l, _ in rule.translations)]))
+        parts.append("languages " + ", ".join([mailbox.language, *(lang for lang, _ in rule.translations)]))
     return "; ".join(parts) + f": {when}"
 
 

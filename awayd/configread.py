@@ -10,6 +10,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -63,7 +64,7 @@ class Node:
     def raw(self, key: str) -> object:
         return self.data.get(key)
 
-    def get(self, key: str, parse: Callable[[object], T], expected: str, default: T) -> T:
+    def get(self, key: str, parse: Callable[[object], T], expected: str, default: U) -> T | U:
         value = self.data.get(key)
         if value is None:
             return default

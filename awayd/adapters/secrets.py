@@ -38,7 +38,9 @@ def resolve_secret(source: SecretSource, *, environ: Mapping[str, str] | None = 
         if value is not None
     ]
     if len(given) != 1:
-        raise ConfigError(f"secret source needs exactly one of file/env/command/credential, got {given or 'none'}")
+        raise ConfigError(
+            f"secret source needs exactly one of file/env/command/credential, got {given or 'none'}"
+        )
     if source.file is not None:
         secret = _read_file(source.file, what="password file")
     elif source.env is not None:

@@ -12,9 +12,9 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from awayd.configtypes import Mailbox, Rule, Templates
+from awayd.core.i18n import format_date
 from awayd.core.message import Message, one_line
 from awayd.core.schedule import next_change
-from awayd.core.i18n import format_date
 from awayd.core.templates import RuleVars, SenderVars, render
 from awayd.errors import RenderError
 

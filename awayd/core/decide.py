@@ -36,8 +36,9 @@ class Decision:
         return self.rule.name if self.rule is not None else None
 
 
-def _skip(reason: str, detail: str, **kw: object) -> Decision:
-    return Decision("skip", reason, detail, **kw)  # type: ignore[arg-type]
+def _skip(reason: str, detail: str, *, rule: Rule | None = None, sender: str | None = None,
+          sender_key: str | None = None, message_id: str | None = None) -> Decision:
+    return Decision("skip", reason, detail, rule, sender, sender_key, message_id)
 
 
 def _suppressed(mailbox: Mailbox, history: HistoryView, sender_key: str) -> bool:
@@ -86,26 +87,30 @@ def decide_message(message: Message, mailbox: Mailbox, *, now: datetime, history
         return _skip(*refused, message_id=message.message_id)
     sender = sender_of(message, mailbox)
     env = envelope(message, mailbox, sender)
-    ids = {"sender": sender, "sender_key": env.sender_key, "message_id": message.message_id}
+
+    def skip(reason: str, detail: str, rule: Rule | None = None) -> Decision:
+        return _skip(reason, detail, rule=rule, sender=sender, sender_key=env.sender_key,
+                     message_id=message.message_id)
+
     context = Context(message, mailbox, now, arrival, sender, env.sender_key)
     refused = first_refusal(context, TABLE)
     if refused is not None:
-        return _skip(*refused, **ids)
+        return skip(*refused)
     selection = select(message, mailbox, env, now)
     rule = selection.rule
     if rule is None or selection.reason != r.REPLY:
-        return _skip(selection.reason, selection.detail, rule=rule, **ids)
+        return skip(selection.reason, selection.detail, rule=rule)
     if _suppressed(mailbox, history, env.sender_key):
-        return _skip(r.SUPPRESSED, f"{env.sender_key} is on the opt-out list", rule=rule, **ids)
+        return skip(r.SUPPRESSED, f"{env.sender_key} is on the opt-out list", rule=rule)
     if rule.interval > timedelta(0) and history.replied_since(
         mailbox.name, env.sender_key, rule.handle, now - rule.interval
     ):
-        return _skip(r.ALREADY_REPLIED,
-                     f"{env.sender_key} got rule {rule.name!r}'s reply within {rule.interval}",
-                     rule=rule, **ids)
+        return skip(r.ALREADY_REPLIED,
+                    f"{env.sender_key} got rule {rule.name!r}'s reply within {rule.interval}",
+                    rule=rule)
     capped = _over_cap(mailbox, history, now)
     if capped is not None:
-        return _skip(r.RATE_LIMIT, f"circuit breaker: {capped}", rule=rule, **ids)
+        return skip(r.RATE_LIMIT, f"circuit breaker: {capped}", rule=rule)
     available = (mailbox.language, *(lang for lang, _ in rule.translations))
     language = choose(message, available, mailbox.language)
     templates = rule.templates_for(language) or rule.templates
@@ -116,5 +121,6 @@ def decide_message(message: Message, mailbox: Mailbox, *, now: datetime, history
                         recipient=env.recipient, envelope_from=envelope_from, now=now,
                         message_id=new_message_id(env.recipient.rpartition("@")[2]))
     except RenderError as err:
-        return _skip(r.RENDER_ERROR, str(err), rule=rule, **ids)
-    return Decision("reply", r.REPLY, selection.detail, rule=rule, reply=reply, **ids)
+        return skip(r.RENDER_ERROR, str(err), rule=rule)
+    return Decision("reply", r.REPLY, selection.detail, rule=rule, sender=sender,
+                    sender_key=env.sender_key, message_id=message.message_id, reply=reply)

@@ -162,9 +162,9 @@ def _noreply_sender(c: Context) -> str | None:
 
 def _auto_submitted(c: Context) -> str | None:
     for value in c.message.get_all("auto-submitted"):
-        token = value.split(";")[0].strip().lower()
-        if token != "no":
-            return f"Auto-Submitted: {token or '(empty)'}"
+        keyword = value.split(";")[0].strip().lower()
+        if keyword != "no":
+            return f"Auto-Submitted: {keyword or '(empty)'}"
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import html
 import quopri
@@ -50,10 +51,8 @@ def readable_text(message: Message) -> str:
     body = message.body
     encoding = (message.get("content-transfer-encoding") or "").strip().lower()
     if encoding == "quoted-printable" or b"=\n" in body or b"=\r\n" in body:
-        try:
+        with contextlib.suppress(ValueError):
             body = quopri.decodestring(body)
-        except ValueError:
-            pass
     text = body.decode("utf-8", "replace")
     lines = [ln for ln in text.splitlines() if not _MIME_LINE.match(ln) and not ln.startswith(">")]
     plain = html.unescape(_TAG.sub(" ", "\n".join(lines)))

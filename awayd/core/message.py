@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.header import decode_header, make_header
 from email.utils import getaddresses, parsedate_to_datetime
-from datetime import datetime
 
 MAX_HEADER_BYTES = 1 << 20  # a header block larger than 1 MiB is cut there
 MAX_FIELDS = 5000
