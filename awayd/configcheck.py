@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from awayd.configread import show_duration
 from awayd.configtypes import Config, Mailbox, Rule
 from awayd.core.compose import compose
 from awayd.core.i18n import format_date
@@ -52,7 +53,7 @@ def describe_rule(rule: Rule, mailbox: Mailbox, now: datetime) -> str:
     else:
         start = next_change(rule.when, now, tz, to_active=True)
         when = f"next active {start:%Y-%m-%d %H:%M %Z}" if start else "never active"
-    parts = [f"{rule.name} ({rule.kind}, audience {rule.audience}, interval {rule.interval})"]
+    parts = [f"{rule.name} ({rule.kind}, audience {rule.audience}, interval {show_duration(rule.interval)})"]
     if rule.match is not None and rule.match.to:
         parts.append("to " + ", ".join(sorted(rule.match.to)))
     if rule.translations:

@@ -237,3 +237,15 @@ def as_date_or_datetime(value: object) -> date | datetime:
     if "T" in text or " " in text.strip():
         return datetime.fromisoformat(text)
     return date.fromisoformat(text)
+
+
+def show_duration(value: timedelta) -> str:
+    """The shortest exact spelling in the config's own units: 7d, 36h, 90s, 0."""
+    seconds = value.total_seconds()
+    if seconds == 0:
+        return "0"
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _UNITS[unit]
+        if seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -37,7 +36,7 @@ class Notifier:
     Every method returns True when the datagram was sent and False when notification is
     off ($NOTIFY_SOCKET unset or unusable) or the send failed; none of them raises. A failure
     is logged once, until a send succeeds again, so a watchdog loop cannot flood the log.
-    The object is safe to share between threads.
+    The object holds no socket between calls and may be shared between threads.
     """
 
     def __init__(
@@ -60,8 +59,6 @@ class Notifier:
         self._watchdog_pid = env.get("WATCHDOG_PID")
         self._monotonic_ns = monotonic_ns
         self._pid = os.getpid() if pid is None else pid
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
         self._failing = False
 
     @property
@@ -81,7 +78,7 @@ class Notifier:
         return self.send(_status_field(text))
 
     def watchdog(self) -> bool:
-        """WATCHDOG=1: the keep-alive ping, due at least every watchdog_interval() seconds."""
+        """WATCHDOG=1: the keep-alive ping, due at least every watchdog_interval() / 2 seconds."""
         return self.send("WATCHDOG=1")
 
     def stopping(self) -> bool:
@@ -98,11 +95,11 @@ class Notifier:
         return self.send(f"EXTEND_TIMEOUT_USEC={max(0, int(seconds * 1_000_000))}")
 
     def watchdog_interval(self) -> float | None:
-        """Return how often to call watchdog(), in seconds, or None when no watchdog is set.
+        """Return the watchdog timeout ($WATCHDOG_USEC) in seconds, or None when there is none.
 
-        This is half of $WATCHDOG_USEC, as sd_watchdog_enabled(3) advises, so a late tick
-        still lands inside the timeout. None when $WATCHDOG_USEC is unset, not a positive
-        integer, or when $WATCHDOG_PID is set to another process's id.
+        This is the deadline, not the ping period: call watchdog() at least every half of it,
+        as sd_watchdog_enabled(3) advises, so a late tick still lands in time. None when
+        $WATCHDOG_USEC is unset, not a positive integer, or $WATCHDOG_PID names another process.
         """
         if not self._watchdog_usec:
             return None
@@ -118,40 +115,26 @@ class Notifier:
             return None
         if usec <= 0:
             return None
-        return usec / 2_000_000
+        return usec / 1_000_000
 
     def send(self, *fields: str) -> bool:
         """Send `fields` as one newline-joined datagram; see the class docstring for the result."""
         if self._address is None or not fields:
             return False
         payload = "\n".join(fields).encode("utf-8")
-        with self._lock:
-            try:
-                if self._sock is None:
-                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                    self._sock.settimeout(_SEND_TIMEOUT_S)
-                self._sock.sendto(payload, self._address)
-            except OSError as err:
-                self._drop_socket()
-                if not self._failing:
-                    _log.warning("notify.failed", error=str(err), message=fields[0])
-                self._failing = True
-                return False
-            self._failing = False
-            return True
-
-    def close(self) -> None:
-        """Release the socket; later sends open a new one."""
-        with self._lock:
-            self._drop_socket()
-
-    def _drop_socket(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:  # closing a broken socket is not worth an error
-                pass
-            self._sock = None
+        # A socket per message, as sd_notify(3) does: nothing to close or leak, and the
+        # handful of messages per minute make the cost irrelevant.
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(_SEND_TIMEOUT_S)
+                sock.sendto(payload, self._address)
+        except OSError as err:
+            if not self._failing:
+                _log.warning("notify.failed", error=str(err), message=fields[0])
+            self._failing = True
+            return False
+        self._failing = False
+        return True
 
 
 def _status_field(text: str) -> str:

@@ -1,0 +1,335 @@
+"""Prometheus metrics on a private registry, and the /metrics and /healthz HTTP endpoint."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from awayd.errors import AwaydError, ConfigError
+
+__all__ = ["Health", "Metrics", "MetricsServer", "parse_listen", "start_http"]
+
+_log = structlog.get_logger(__name__)
+
+#: A mailbox is stale when its last check is older than this many poll intervals...
+STALE_FACTOR = 3.0
+#: ...but never sooner than this, so a 1 s poll interval does not flap on a slow login.
+MIN_STALE_S = 10.0
+
+
+@dataclass(frozen=True)
+class Health:
+    """The /healthz verdict: healthy when no registered mailbox is stale."""
+
+    stale: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.stale
+
+
+@dataclass
+class _Watch:
+    poll_interval_s: float
+    registered_at: float
+    last_check: float | None = None
+
+
+class _CheckAgeCollector(Collector):
+    """Computes the check ages at scrape time, so the gauge is never a stale snapshot."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families({})
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self._metrics.check_ages())
+
+    def _families(self, ages: dict[str, tuple[float, float]]) -> list[Metric]:
+        age = GaugeMetricFamily(
+            "awayd_seconds_since_last_check",
+            "Seconds since the mailbox was last checked (since registration if never).",
+            labels=["mailbox"],
+        )
+        interval = GaugeMetricFamily(
+            "awayd_poll_interval_seconds",
+            "The mailbox's configured poll interval, for staleness alerts.",
+            labels=["mailbox"],
+        )
+        for mailbox, (seconds, poll_s) in sorted(ages.items()):
+            age.add_metric([mailbox], seconds)
+            interval.add_metric([mailbox], poll_s)
+        return [age, interval]
+
+
+class Metrics:
+    """The daemon's counters and gauges, held in a registry of their own (no global state).
+
+    All methods are safe to call from any thread. Timestamps (`checked(at=...)`) and the
+    injected `clock` must be on the same scale: Unix seconds from time.time by default.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        stale_factor: float = STALE_FACTOR,
+        min_stale_s: float = MIN_STALE_S,
+    ) -> None:
+        self._clock = clock
+        self._stale_factor = stale_factor
+        self._min_stale_s = min_stale_s
+        self._lock = threading.Lock()
+        self._watches: dict[str, _Watch] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self._sent = Counter(
+            "awayd_replies_sent", "Replies accepted by the SMTP server.", ["mailbox"], registry=reg
+        )
+        self._failed = Counter(
+            "awayd_replies_failed",
+            "Replies given up on (permanent SMTP error or max_delay passed).",
+            ["mailbox"],
+            registry=reg,
+        )
+        self._skips = Counter(
+            "awayd_skips",
+            "Messages not answered, by reason code (DESIGN.md section 4).",
+            ["mailbox", "reason"],
+            registry=reg,
+        )
+        self._seen = Counter(
+            "awayd_messages_seen", "New messages fetched and decided.", ["mailbox"], registry=reg
+        )
+        self._reconnects = Counter(
+            "awayd_imap_reconnects", "IMAP connections re-established.", ["mailbox"], registry=reg
+        )
+        self._outbox = Gauge("awayd_outbox_depth", "Replies waiting in the outbox (pending).", registry=reg)
+        self._up = Gauge("awayd_up", "1 while the daemon is running.", registry=reg)
+        self._up.set(1)
+        reg.register(_CheckAgeCollector(self))
+
+    # -- events -----------------------------------------------------------------------
+
+    def reply_sent(self, mailbox: str) -> None:
+        self._sent.labels(mailbox).inc()
+
+    def reply_failed(self, mailbox: str) -> None:
+        self._failed.labels(mailbox).inc()
+
+    def skipped(self, mailbox: str, reason: str) -> None:
+        """Count a skip; `reason` is a stable code from DESIGN.md section 4."""
+        self._skips.labels(mailbox, reason).inc()
+
+    def seen(self, mailbox: str) -> None:
+        self._seen.labels(mailbox).inc()
+
+    def reconnect(self, mailbox: str) -> None:
+        self._reconnects.labels(mailbox).inc()
+
+    def set_outbox_depth(self, n: int) -> None:
+        self._outbox.set(n)
+
+    def set_up(self, up: bool) -> None:
+        """Set awayd_up; the service may drop it to 0 while shutting down."""
+        self._up.set(1 if up else 0)
+
+    # -- liveness ---------------------------------------------------------------------
+
+    def register_mailbox(self, mailbox: str, poll_interval_s: float) -> None:
+        """Watch a mailbox for /healthz and pre-create its series at zero.
+
+        Registering again (after a reload) updates the interval and keeps the registration
+        time and the last check. For a mailbox on IDLE, pass the period at which the service
+        proves the connection alive (IDLE keepalive or NOOP), and call checked() then.
+        """
+        with self._lock:
+            watch = self._watches.get(mailbox)
+            if watch is None:
+                self._watches[mailbox] = _Watch(poll_interval_s, self._clock())
+            else:
+                watch.poll_interval_s = poll_interval_s
+        for counter in (self._sent, self._failed, self._seen, self._reconnects):
+            counter.labels(mailbox)
+
+    def unregister_mailbox(self, mailbox: str) -> None:
+        """Stop watching a mailbox removed by a reload; its counters keep their totals."""
+        with self._lock:
+            self._watches.pop(mailbox, None)
+
+    def checked(self, mailbox: str, at: float) -> None:
+        """Record that `mailbox` was checked (poll done, IDLE wake, NOOP) at Unix time `at`.
+
+        An unregistered mailbox is ignored: only configured mailboxes count for health.
+        """
+        with self._lock:
+            watch = self._watches.get(mailbox)
+            if watch is not None and (watch.last_check is None or at > watch.last_check):
+                watch.last_check = at
+
+    def check_ages(self) -> dict[str, tuple[float, float]]:
+        """Return {mailbox: (seconds since last check or registration, poll interval)}."""
+        now = self._clock()
+        with self._lock:
+            return {name: (max(0.0, now - _since(w)), w.poll_interval_s) for name, w in self._watches.items()}
+
+    def health(self) -> Health:
+        """Stale mailboxes: not checked within max(3 x poll interval, 10 s)."""
+        now = self._clock()
+        with self._lock:
+            stale = tuple(
+                sorted(
+                    name
+                    for name, w in self._watches.items()
+                    if now - _since(w) > max(self._stale_factor * w.poll_interval_s, self._min_stale_s)
+                )
+            )
+        return Health(stale)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format (CONTENT_TYPE_LATEST)."""
+        return generate_latest(self.registry)
+
+    def start_http(self, listen: str) -> MetricsServer:
+        """Serve /metrics and /healthz on `listen` ("host:port", "[::1]:port") in a thread.
+
+        Port 0 picks a free port; read it back from the handle's `port`.
+
+        Raises:
+            ConfigError: `listen` is not "host:port", or the address cannot be bound here.
+            AwaydError: the port is in use (transient: a previous instance may be exiting).
+        """
+        host, port = parse_listen(listen)
+        server_cls = _V6Server if ":" in host else _Server
+        try:
+            server = server_cls((host, port), _Handler)
+        except OSError as err:
+            message = f"metrics listen {listen!r}: {err.strerror or err}"
+            if err.errno == errno.EADDRINUSE:
+                busy = AwaydError(message)
+                busy.transient = True
+                raise busy from err
+            raise ConfigError(message) from err
+        server.metrics = self
+        return MetricsServer(server)
+
+
+def start_http(listen: str, metrics: Metrics) -> MetricsServer:
+    """Serve `metrics` on `listen`; the same as metrics.start_http(listen)."""
+    return metrics.start_http(listen)
+
+
+def _since(watch: _Watch) -> float:
+    return watch.registered_at if watch.last_check is None else watch.last_check
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split "host:port" or "[v6]:port" into (host, port).
+
+    Raises:
+        ConfigError: empty host, missing or out-of-range port.
+    """
+    host, sep, port_text = listen.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    problem = None
+    if not sep or not host:
+        problem = "expected host:port, e.g. 127.0.0.1:9387 or [::1]:9387"
+    elif not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        problem = f"port must be 0-65535, found {port_text!r}"
+    if problem is not None:
+        raise ConfigError(f"metrics listen {listen!r}: {problem}")
+    return host, int(port_text)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    metrics: Metrics
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host with getfqdn(), a DNS query at startup
+        # that can hang without a resolver; the name is only used for CGI variables.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
+
+
+class _V6Server(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "awayd"
+
+    def do_GET(self) -> None:
+        self._respond(head=False)
+
+    def do_HEAD(self) -> None:
+        self._respond(head=True)
+
+    def _respond(self, *, head: bool) -> None:
+        metrics = cast(_Server, self.server).metrics
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST, metrics.exposition(), head)
+        elif path == "/healthz":
+            health = metrics.health()
+            if health.ok:
+                self._send(HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n", head)
+            else:
+                body = ("stale: " + ", ".join(health.stale) + "\n").encode("utf-8")
+                status = HTTPStatus.SERVICE_UNAVAILABLE
+                self._send(status, "text/plain; charset=utf-8", body, head)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n", head)
+
+    def _send(self, status: HTTPStatus, ctype: str, body: bytes, head: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        # Scrapes every 15 s would drown the journal; errors still go through log_error.
+        pass
+
+    def log_error(self, format: str, *args: object) -> None:
+        _log.warning("metrics.http_error", detail=format % args, client=self.client_address[0])
+
+
+class MetricsServer:
+    """A running /metrics endpoint; stop() shuts it down and frees the port."""
+
+    def __init__(self, server: _Server) -> None:
+        self._server = server
+        address = server.server_address
+        self.host = str(address[0])
+        self.port = int(address[1])
+        self._thread = threading.Thread(target=server.serve_forever, name="awayd-metrics", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving and close the socket; safe to call twice."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout)
+        self._server.server_close()
