@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
@@ -160,7 +161,7 @@ class Mailbox:
     save_copy: str | None = None
     rules: tuple[Rule, ...] = ()
 
-    @property
+    @cached_property
     def addresses(self) -> frozenset[str]:
         """The address and every alias, lowercased."""
         return frozenset(a.lower() for a in (self.address, *self.aliases))

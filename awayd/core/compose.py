@@ -13,13 +13,18 @@ from email.utils import format_datetime
 
 from awayd.configtypes import Mailbox, Rule, Templates
 from awayd.core.i18n import format_date
-from awayd.core.message import Message, one_line
+from awayd.core.message import Message, decode_words, one_line
 from awayd.core.schedule import next_change
 from awayd.core.templates import RuleVars, SenderVars, render
 from awayd.errors import RenderError
 
 MAX_SUBJECT_CHARS = 250
 MAX_REFERENCES = 10
+MAX_ID_CHARS = 900  # a longer msg-id cannot sit on one line of at most 998 octets
+_MSG_ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
+# refold_source="none": values stored with set_raw() are written as folded here
+_SMTP = policy.SMTP.clone(refold_source="none")
+_SMTPUTF8 = policy.SMTPUTF8.clone(refold_source="none")
 
 
 @dataclass(frozen=True)
@@ -42,13 +47,26 @@ class Reply:
         return None
 
     def to_bytes(self) -> bytes:
-        """The RFC 5322 message with CRLF line ends, RFC 2047 encoded where needed."""
-        msg = EmailMessage(policy=policy.SMTP)
+        """The RFC 5322 message with CRLF line ends, RFC 2047 encoded where needed.
+
+        A non-ASCII recipient address is written as UTF-8 (RFC 6532): the sender uses SMTPUTF8.
+        """
+        msg = EmailMessage(policy=_SMTPUTF8 if not self.to.isascii() else _SMTP)
+        content: list[tuple[str, str]] = []
         for name, value in self.headers:
-            msg[name] = value
+            if name.lower().startswith("content-"):
+                content.append((name, value))  # set_content() would delete them
+            elif name.lower() in _MSG_ID_HEADERS:
+                # the email package would RFC 2047-encode an id longer than a line (breaking
+                # threading) or decode one that looks encoded; fold between ids only
+                msg.set_raw(name, "\n ".join(value.split()))
+            else:
+                msg[name] = value
         msg.set_content(self.text, subtype="plain", charset="utf-8", cte="quoted-printable")
         if self.html is not None:
             msg.add_alternative(self.html, subtype="html", charset="utf-8", cte="quoted-printable")
+        for name, value in content:
+            msg[name] = value
         return msg.as_bytes()
 
 
@@ -71,18 +89,31 @@ def first_name(name: str) -> str:
 
 
 def _header_value(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
+    if "\r" in value or "\n" in value or len(value.splitlines()) > 1:
         raise RenderError(f"the rendered {name} contains a line break")
-    return value.strip()
+    # The email package decodes encoded words again when it writes the header, so a literal
+    # "=?utf-8?q?=0D=0A?=" would become a line break on the wire: decode until stable.
+    value = value.strip()
+    for _ in range(4):
+        decoded = one_line(decode_words(value))
+        if decoded == value:
+            return value
+        value = decoded
+    raise RenderError(f"the rendered {name} holds nested encoded words")
+
+
+def _usable_id(msg_id: str) -> bool:
+    """An id that can be written as is: ASCII and short enough for one line (RFC 5322 §2.1.1)."""
+    return msg_id.isascii() and msg_id.isprintable() and len(msg_id) < MAX_ID_CHARS
 
 
 def _references(message: Message) -> str | None:
     own = message.message_id
-    if own is None:
+    if own is None or not _usable_id(own):
         return None
     previous = one_line(message.get("references") or "").split()
-    ids = [i for i in previous if i.startswith("<") and i.endswith(">")][-(MAX_REFERENCES - 1):]
-    return " ".join([*ids, own])
+    ids = [i for i in previous if i.startswith("<") and i.endswith(">") and _usable_id(i)]
+    return " ".join([*ids[-(MAX_REFERENCES - 1):], own])
 
 
 def compose(message: Message, mailbox: Mailbox, rule: Rule, templates: Templates, *, language: str,
@@ -126,7 +157,7 @@ def compose(message: Message, mailbox: Mailbox, rule: Rule, templates: Templates
         ("Date", format_datetime(local_now)),
         ("Message-ID", message_id),
     ]
-    if message.message_id is not None:
+    if message.message_id is not None and _usable_id(message.message_id):
         headers.append(("In-Reply-To", message.message_id))
     refs = _references(message)
     if refs is not None:

@@ -116,6 +116,8 @@ def _no_return_path(c: Context) -> str | None:
 
 def _invalid_sender(c: Context) -> str | None:
     assert c.sender is not None
+    if "=?" in c.sender:  # RFC 2047 §5: never in an addr-spec; the email package would decode it
+        return f"{c.sender!r} holds an encoded word"
     if not deliverable(c.sender):
         return f"{c.sender!r} is not a deliverable address"
     return None

@@ -36,13 +36,14 @@ def _restricted(languages: tuple[str, ...]) -> Any:
 
 def detect(text: str, candidates: tuple[str, ...]) -> str | None:
     """The most likely of `candidates` for `text`, or None when unsure or too short."""
+    text = text[:600]
     letters = sum(ch.isalpha() for ch in text)
     if letters < _MIN_LETTERS or len(candidates) < 2:
         return None
     known = tuple(sorted(c for c in candidates if c in _model()._full_model[2]))
     if len(known) < 2:
         return None
-    lang, confidence = _restricted(known).classify(text[:2000])
+    lang, confidence = _restricted(known).classify(text)
     return str(lang) if confidence >= _MIN_CONFIDENCE else None
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
-from email.header import decode_header, make_header
+from email.headerregistry import UnstructuredHeader
 from email.utils import getaddresses, parsedate_to_datetime
 
 MAX_HEADER_BYTES = 1 << 20  # a header block larger than 1 MiB is cut there
 MAX_FIELDS = 5000
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-_NAME_OK = re.compile(rb"^[\x21-\x39\x3b-\x7e]+$")
+# NEL and U+2028/2029 too: str.splitlines() (and so the email package) breaks lines there
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+_COMMENT_AT_END = re.compile(r"\s*\([^()]*\)\s*$")
 _SRS0 = re.compile(r"^srs0[=+-][^=]+=[^=]+=([^=]+)=(.+)$", re.IGNORECASE)
 _SRS1 = re.compile(r"^srs1[=+-][^=]+=[^=]+==[^=]+=[^=]+=([^=]+)=(.+)$", re.IGNORECASE)
 
@@ -23,12 +25,17 @@ def one_line(value: str) -> str:
 
 
 def decode_words(value: str) -> str:
-    """Decode RFC 2047 encoded words; on any defect return the value as it is."""
+    """Decode RFC 2047 encoded words; on any defect return the value as it is.
+
+    Decoded the way the email package reads an unstructured header, since it reads a reply's
+    headers that way again when writing them (raw 8-bit text next to encoded words included).
+    """
     if "=?" not in value:
         return value
     try:
-        return str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeError, AssertionError, TypeError):
+        return str(UnstructuredHeader.value_parser(value))
+    except (ValueError, LookupError, UnicodeError, AssertionError, TypeError, IndexError,
+            AttributeError):
         return value
 
 
@@ -82,11 +89,11 @@ class Message:
     def names(self) -> frozenset[str]:
         return frozenset(self._index)
 
-    @property
+    @cached_property
     def subject(self) -> str:
         return one_line(decode_words(self.get("subject") or ""))
 
-    @property
+    @cached_property
     def message_id(self) -> str | None:
         value = self.get("message-id")
         if not value:
@@ -95,7 +102,7 @@ class Message:
         m = re.search(r"<[^<>\s]+>", value)
         return m.group(0) if m else (f"<{value}>" if value and " " not in value else None)
 
-    @property
+    @cached_property
     def from_address(self) -> Address | None:
         return first_address(self.get("from"))
 
@@ -105,17 +112,27 @@ class Message:
 
     def return_path(self) -> str | None:
         """The topmost Return-Path: None when absent, "" for the null sender."""
+        return self._return_path
+
+    @cached_property
+    def _return_path(self) -> str | None:
         value = self.get("return-path")
         if value is None:
             return None
-        value = one_line(value)
-        inner = value.strip()
+        inner = _COMMENT_AT_END.sub("", one_line(value))
         while inner.startswith("<") and inner.endswith(">"):
             inner = inner[1:-1].strip()
         if not inner:
             return ""
         addr = first_address(f"<{inner}>")
-        return addr.address if addr else inner
+        if addr is None or not inner.endswith(addr.address):
+            return inner
+        # Only an obsolete source route (<@relay:bob@x>) may come before the address. Else the
+        # parser guessed (<a,b@x> gives b@x): keep it as written, for invalid-sender to judge.
+        prefix = inner[: len(inner) - len(addr.address)]
+        if not prefix or (prefix.startswith("@") and prefix.endswith(":")):
+            return addr.address
+        return inner
 
     def addresses(self, *names: str) -> list[Address]:
         values = [v for n in names for v in self.get_all(n)]
@@ -133,8 +150,35 @@ class Message:
         return when if when.tzinfo is not None else None
 
 
+_HARD = re.compile(r'["()\\;:]')  # quoting, comments, groups: leave those to the stdlib
+_ANGLE = re.compile(r"^(.*?)<([^<>]*)>\s*$")
+
+
+def _simple_addresses(value: str) -> list[Address] | None:
+    """Fast path for the usual `Name <a@b>, c@d` forms; None when the value needs a real parser."""
+    out: list[Address] = []
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = _ANGLE.match(part)
+        if m:
+            name, addr = m.group(1).strip(), m.group(2).strip()
+        elif "<" in part or ">" in part or " " in part:
+            return None
+        else:
+            name, addr = "", part
+        if "@" in addr and " " not in addr:
+            out.append(Address(addr, one_line(decode_words(name)) if name else ""))
+    return out
+
+
 def parse_addresses(values: list[str]) -> list[Address]:
     out: list[Address] = []
+    if not any(_HARD.search(v) for v in values):
+        fast = [_simple_addresses(one_line(v)) for v in values]
+        if all(f is not None for f in fast):
+            return [a for f in fast if f is not None for a in f]
     try:
         pairs = getaddresses([one_line(v) for v in values])
     except (ValueError, TypeError, IndexError):
@@ -160,6 +204,10 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+_FOLD = re.compile(r"\r?\n[ \t]+")
+_FIELD = re.compile(r"^([\x21-\x39\x3b-\x7e]+)[ \t]*:(.*)$")
+
+
 def split_header(raw: bytes) -> tuple[bytes, bytes]:
     """Split at the first empty line, whether lines end in CRLF or LF only."""
     crlf = raw.find(b"\r\n\r\n")
@@ -173,31 +221,29 @@ def split_header(raw: bytes) -> tuple[bytes, bytes]:
     return raw[:i], raw[i + n :]
 
 
+def _header_text(head: bytes) -> str:
+    """Decode the header block: UTF-8 (RFC 6532) when it is, else line by line with Latin-1."""
+    try:
+        return head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "\n".join(_decode(line) for line in head.split(b"\n"))
+
+
 def parse(raw: bytes) -> Message:
     """Parse raw message bytes. Never raises; a message without headers has no fields."""
     head, body = split_header(raw[: MAX_HEADER_BYTES + 65536])
-    head = head[:MAX_HEADER_BYTES]
-    logical: list[bytearray] = []
-    for line in head.split(b"\n"):
-        line = line.rstrip(b"\r")
-        if line[:1] in (b" ", b"\t"):
-            if logical:
-                logical[-1] += b" " + line.strip()
-            continue
-        if not logical and line.startswith(b"From "):  # an mbox separator line
-            continue
-        logical.append(bytearray(line))
-        if len(logical) > MAX_FIELDS:
-            break
+    text = _FOLD.sub(" ", _header_text(head[:MAX_HEADER_BYTES]))
+    lines = text.split("\n", MAX_FIELDS + 1)[:MAX_FIELDS]
+    if lines and lines[0].startswith("From "):  # an mbox separator line
+        lines = lines[1:]
     fields: list[tuple[str, str]] = []
     index: dict[str, list[str]] = {}
-    for item in logical:
-        name, sep, value = bytes(item).partition(b":")
-        name = name.rstrip(b" \t")
-        if not sep or not name or not _NAME_OK.match(name):
+    for line in lines:
+        m = _FIELD.match(line)
+        if m is None:
             continue
-        key = name.decode("ascii").lower()
-        text = _decode(value).strip()
-        fields.append((key, text))
-        index.setdefault(key, []).append(text)
+        key = m.group(1).lower()
+        value = m.group(2).strip()
+        fields.append((key, value))
+        index.setdefault(key, []).append(value)
     return Message(tuple(fields), body[:4096], index)

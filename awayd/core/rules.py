@@ -27,7 +27,9 @@ def conditions_hold(rule: Rule, message: Message, env: Envelope) -> bool:
     m = rule.match
     if m is None:
         return True
-    if m.to and not (env.addressed | {env.recipient}) & m.to:
+    # not env.recipient: without a Delivered-To it is the mailbox address, which would match
+    # `to: [address]` for mail sent only to an alias
+    if m.to and not env.addressed & m.to:
         return False
     if m.subject is not None and not m.subject.search(message.subject):
         return False
