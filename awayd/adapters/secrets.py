@@ -98,9 +98,7 @@ def _from_command(argv: tuple[str, ...], environ: Mapping[str, str]) -> str:
         )
     except subprocess.TimeoutExpired:
         # `from None` here and below: the exception objects carry the whole argv and output.
-        raise ConfigError(
-            f"password command {name}: no answer within {COMMAND_TIMEOUT:g} s"
-        ) from None
+        raise ConfigError(f"password command {name}: no answer within {COMMAND_TIMEOUT:g} s") from None
     except OSError as err:
         raise ConfigError(f"password command {name}: cannot run: {err.strerror or err}") from None
     if done.returncode != 0:

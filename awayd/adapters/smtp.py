@@ -28,9 +28,7 @@ def make_tls_context(tls: TlsSettings) -> ssl.SSLContext:
         ConfigError: `tls.ca_file` cannot be loaded.
     """
     try:
-        context = ssl.create_default_context(
-            cafile=str(tls.ca_file) if tls.ca_file is not None else None
-        )
+        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file is not None else None)
     except (OSError, ssl.SSLError) as err:
         raise ConfigError(f"ca_file {tls.ca_file}: cannot load: {err}") from err
     if not tls.verify:
@@ -46,16 +44,12 @@ class SmtpSender:
     caller's job; the sender only reconnects once when the server dropped an idle connection.
     """
 
-    def __init__(
-        self, settings: SmtpSettings, secret_resolver: Callable[[SecretSource], str]
-    ) -> None:
+    def __init__(self, settings: SmtpSettings, secret_resolver: Callable[[SecretSource], str]) -> None:
         """Raises ConfigError when the TLS settings cannot be turned into a context."""
         self._settings = settings
         self._resolve = secret_resolver
         self._where = f"{settings.host}:{settings.port}"
-        self._context = (
-            make_tls_context(settings.tls) if settings.tls.security != "none" else None
-        )
+        self._context = make_tls_context(settings.tls) if settings.tls.security != "none" else None
         self._conn: smtplib.SMTP | None = None
         self._lock = threading.Lock()
 
@@ -150,9 +144,7 @@ class SmtpSender:
         except smtplib.SMTPResponseException as err:
             raise self._reply_error(stage, err.smtp_code, err.smtp_error) from err
         except smtplib.SMTPServerDisconnected as err:
-            raise SendError(
-                f"SMTP {self._where}: {stage}: server closed the connection", transient=True
-            ) from err
+            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True) from err
         except smtplib.SMTPNotSupportedError as err:
             # AUTH asked for but not offered (often: offered only after STARTTLS).
             raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=False) from err
@@ -168,9 +160,7 @@ class SmtpSender:
     def _password(self) -> str:
         source = self._settings.password
         if source is None:
-            raise SendError(
-                f"SMTP {self._where}: username is set but no password source", transient=False
-            )
+            raise SendError(f"SMTP {self._where}: username is set but no password source", transient=False)
         try:
             return self._resolve(source)
         except AwaydError as err:
@@ -231,9 +221,7 @@ class SmtpSender:
             self._discard(conn)
             if may_retry and stage != "DATA":
                 raise _StaleConnectionError from err
-            raise SendError(
-                f"SMTP {self._where}: {stage}: server closed the connection", transient=True
-            ) from err
+            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True) from err
         except smtplib.SMTPException as err:
             self._recover(conn, None)
             raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=False) from err

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from awayd.configread import show_duration
 from awayd.configtypes import Mailbox, Rule
 from awayd.core import reasons as r
 from awayd.core.compose import Reply, compose
@@ -106,7 +107,7 @@ def decide_message(message: Message, mailbox: Mailbox, *, now: datetime, history
         mailbox.name, env.sender_key, rule.handle, now - rule.interval
     ):
         return skip(r.ALREADY_REPLIED,
-                    f"{env.sender_key} got rule {rule.name!r}'s reply within {rule.interval}",
+                    f"{env.sender_key} got rule {rule.name!r}'s reply within {show_duration(rule.interval)}",
                     rule=rule)
     capped = _over_cap(mailbox, history, now)
     if capped is not None:

@@ -1,0 +1,258 @@
+"""The daemon's lifecycle: store, workers, scheduler, signals, reload and systemd notification."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from awayd.adapters.imap import FolderWatcher
+from awayd.adapters.secrets import resolve_secret
+from awayd.adapters.smtp import SmtpSender
+from awayd.adapters.store_sqlite import SqliteStore
+from awayd.config import load_config
+from awayd.configtypes import Config, Mailbox, SmtpSettings
+from awayd.errors import AwaydError, ConfigError, SourceError
+from awayd.obs.metrics import Metrics, start_http
+from awayd.obs.notify import Notifier
+from awayd.pipeline import Clock, Pipeline
+from awayd.worker import FolderWorker
+
+STOP_GRACE_S = 8.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+
+
+class Senders:
+    """One reusable SMTP connection per distinct SMTP setting."""
+
+    def __init__(self) -> None:
+        self._senders: dict[SmtpSettings, SmtpSender] = {}
+
+    def __call__(self, settings: SmtpSettings) -> SmtpSender:
+        sender = self._senders.get(settings)
+        if sender is None:
+            sender = SmtpSender(settings, resolve_secret)
+            self._senders[settings] = sender
+        return sender
+
+    def close(self) -> None:
+        for sender in self._senders.values():
+            with contextlib.suppress(AwaydError, OSError):
+                sender.close()
+        self._senders.clear()
+
+
+def make_watcher(mailbox: Mailbox, folder: str) -> FolderWatcher:
+    assert mailbox.imap is not None
+    return FolderWatcher(mailbox.imap, folder, secret_resolver=resolve_secret,
+                         log=structlog.get_logger("awayd.imap").bind(mailbox=mailbox.name))
+
+
+def longest_interval(config: Config) -> timedelta:
+    intervals = [r.interval for m in config.mailboxes for r in m.rules] or [timedelta(days=7)]
+    return max(max(intervals), timedelta(days=1))
+
+
+class Service:
+    """Owns every resource of a running daemon."""
+
+    def __init__(self, config_path: Path, *, clock: Clock = utc_now,
+                 environ: dict[str, str] | None = None) -> None:
+        self.config_path = config_path
+        self.clock = clock
+        self.log = structlog.get_logger("awayd")
+        self.notifier = Notifier(environ)
+        self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
+        self.config: Config = load_config(config_path)
+        self.store = SqliteStore.open(self.config.state.path)
+        self.metrics = Metrics(clock=lambda: self.clock().timestamp())
+        self.senders = Senders()
+        self.pipeline = self._pipeline(self.config)
+        self.workers: list[FolderWorker] = []
+        self.threads: list[threading.Thread] = []
+        self.worker_stop = threading.Event()
+        self.http: Any = None
+
+    def _pipeline(self, config: Config) -> Pipeline:
+        pipeline = Pipeline(store=self.store, clock=self.clock, sender_for=self.senders,
+                            log=self.log, events=self.metrics, max_delay=config.state.max_delay,
+                            save_copy=self._save_copy)
+        for mb in config.mailboxes:
+            pipeline.remember(mb)
+        return pipeline
+
+    def _save_copy(self, mailbox: Mailbox, data: bytes) -> None:
+        assert mailbox.save_copy is not None
+        watcher = make_watcher(mailbox, mailbox.save_copy)
+        try:
+            watcher.append(mailbox.save_copy, data)
+        finally:
+            watcher.close()
+
+    def _workers(self, config: Config) -> list[FolderWorker]:
+        workers = []
+        for mb in config.mailboxes:
+            if mb.imap is None:
+                continue
+            self.metrics.register_mailbox(mb.name, mb.imap.poll_interval.total_seconds())
+            for folder in mb.imap.folders:
+                workers.append(FolderWorker(
+                    mb, folder, pipeline=self.pipeline, store=self.store, make_watcher=make_watcher,
+                    clock=self.clock, log=self.log, stop=self.worker_stop,
+                    on_checked=self.metrics.checked, on_reconnect=self.metrics.reconnect))
+        return workers
+
+    # --- one-shot -------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Process what is new in every folder, send, exit; 69 if a server was unreachable."""
+        self.pipeline.retry_outbox()
+        workers = self._workers(self.config)
+        failed = []
+        threads = [threading.Thread(target=lambda w=w: failed.append(w) if not w.tick() else None,
+                                    name=f"once-{w.name}") for w in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for w in workers:
+            w.close()
+        self.pipeline.retry_outbox()
+        self.close()
+        if failed:
+            names = ", ".join(w.name for w in failed)
+            raise SourceError(f"could not check {names}; see the log", transient=True)
+        return 0
+
+    # --- daemon ---------------------------------------------------------------------------
+
+    def _start_workers(self) -> None:
+        self.worker_stop = threading.Event()
+        self.workers = self._workers(self.config)
+        self.threads = []
+        for w in self.workers:
+            t = threading.Thread(target=w.run_idle, name=f"watch-{w.name}", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _stop_workers(self) -> None:
+        self.worker_stop.set()
+        for t in self.threads:
+            t.join(timeout=STOP_GRACE_S)
+        self.threads = []
+
+    def _scheduler(self) -> BackgroundScheduler:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
+        scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
+            "coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+        scheduler.add_job(self._outbox_job, "interval", seconds=5, id="outbox")
+        scheduler.add_job(self._prune_job, "interval", hours=1, id="prune",
+                          next_run_time=self.clock() + timedelta(seconds=30))
+        interval = self.notifier.watchdog_interval()
+        scheduler.add_job(self._watchdog_job, "interval",
+                          seconds=max(1.0, (interval or 60.0) / 2), id="watchdog")
+        return scheduler
+
+    def _outbox_job(self) -> None:
+        depth = self.pipeline.retry_outbox()
+        if depth >= 0:
+            self.metrics.set_outbox_depth(depth)
+
+    def _prune_job(self) -> None:
+        try:
+            self.store.prune(self.clock(), keep_history=longest_interval(self.config),
+                             keep_decisions=self.config.state.keep_decisions)
+        except AwaydError as err:
+            self.log.error("store.prune_failed", error=str(err))
+
+    def _watchdog_job(self) -> None:
+        healthy = sum(1 for w in self.workers if w.watcher is not None)
+        self.notifier.status(f"watching {healthy}/{len(self.workers)} folders")
+        self.notifier.watchdog()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self.reload_event.set()
+        else:
+            self.stop_event.set()
+        self.wake.set()
+
+    def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as err:
+            self.log.error("config.reload_rejected", problems=list(err.problems),
+                           note="the previous configuration keeps running")
+            self.notifier.ready()
+            return
+        if config.state.path != self.config.state.path:
+            self.log.warning("config.state_path_ignored", note="a new state path needs a restart")
+        self._stop_workers()
+        self.config = config
+        self.pipeline = self._pipeline(config)
+        self._start_workers()
+        self.log.info("config.reloaded", mailboxes=[m.name for m in config.mailboxes])
+        self.notifier.ready()
+
+    def run(self, install_signals: bool = True) -> int:
+        self.wake = threading.Event()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, self._on_signal)
+        if self.config.metrics.listen:
+            self.http = start_http(self.config.metrics.listen, self.metrics)
+        self.pipeline.retry_outbox()  # pending replies of a previous run go first
+        scheduler = self._scheduler()
+        scheduler.start()
+        self._start_workers()
+        self.notifier.ready()
+        self.log.info("service.started", mailboxes=[m.name for m in self.config.mailboxes],
+                      folders=len(self.workers))
+        while not self.stop_event.is_set():
+            self.wake.wait(1.0)
+            self.wake.clear()
+            if self.reload_event.is_set():
+                self.reload_event.clear()
+                self.reload()
+        self.notifier.stopping()
+        self.log.info("service.stopping")
+        self._stop_workers()
+        scheduler.shutdown(wait=True)
+        self.close()
+        self.log.info("service.stopped")
+        return 0
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
+        self.senders.close()
+        self.store.close()
+
+
+def run_service(config_path: Path, *, once: bool) -> int:
+    service = Service(config_path)
+    return service.run_once() if once else service.run()
+
+
+SignalHandler = Callable[[int, FrameType | None], None]

@@ -1,0 +1,166 @@
+"""One watched folder: checkpoint handling, fetch in batches, IDLE or poll, reconnect with backoff."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from awayd.configtypes import Mailbox
+from awayd.core.backoff import Backoff
+from awayd.errors import AwaydError, SourceError
+from awayd.pipeline import Clock, Incoming, Pipeline
+
+IDLE_RENEW_S = 25 * 60  # RFC 2177: re-issue IDLE before the server's 30 minute timeout
+BATCH = 500
+
+
+class Watcher(Protocol):
+    def connect(self) -> tuple[int, int]: ...
+    def fetch_new(self, after_uid: int, limit: int = BATCH, with_text: bool = False) -> list[Any]: ...
+    def wait(self, timeout: float) -> bool: ...
+    def close(self) -> None: ...
+
+    @property
+    def uses_idle(self) -> bool: ...
+
+
+class FolderWorker:
+    """Watches one folder of one mailbox; never lets an error escape its thread."""
+
+    def __init__(self, mailbox: Mailbox, folder: str, *, pipeline: Pipeline, store: Any,
+                 make_watcher: Callable[[Mailbox, str], Watcher], clock: Clock, log: Any,
+                 stop: threading.Event, backoff: Backoff | None = None,
+                 on_checked: Callable[[str, float], None] | None = None,
+                 on_reconnect: Callable[[str], None] | None = None) -> None:
+        self.mailbox = mailbox
+        self.folder = folder
+        self.pipeline = pipeline
+        self.store = store
+        self.make_watcher = make_watcher
+        self.clock = clock
+        self.log = log.bind(mailbox=mailbox.name, folder=folder)
+        self.stop = stop
+        self.backoff = backoff or Backoff()
+        self.on_checked = on_checked
+        self.on_reconnect = on_reconnect
+        self.watcher: Watcher | None = None
+        self.failures = 0
+        self.uidvalidity = 0
+        self.last_uid = 0
+        self.with_text = any(rule.translations for rule in mailbox.rules)
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return f"{self.mailbox.name}/{self.folder}"
+
+    def _connect(self) -> Watcher:
+        watcher = self.make_watcher(self.mailbox, self.folder)
+        uidvalidity, uidnext = watcher.connect()
+        checkpoint = self.store.get_checkpoint(self.mailbox.name, self.folder)
+        if checkpoint is None:
+            self.log.info("checkpoint.created", uidvalidity=uidvalidity, uidnext=uidnext,
+                          note="first start: the backlog is never answered")
+            self.store.set_checkpoint(self.mailbox.name, self.folder, uidvalidity, uidnext - 1)
+            self.last_uid = uidnext - 1
+        elif checkpoint.uidvalidity != uidvalidity:
+            self.log.warning("checkpoint.uidvalidity_changed", old=checkpoint.uidvalidity,
+                             new=uidvalidity, note="restarting at UIDNEXT")
+            self.store.set_checkpoint(self.mailbox.name, self.folder, uidvalidity, uidnext - 1)
+            self.last_uid = uidnext - 1
+        else:
+            self.last_uid = checkpoint.last_uid
+        self.uidvalidity = uidvalidity
+        if self.failures:
+            self.log.info("imap.reconnected", after_failures=self.failures)
+        self.failures = 0
+        return watcher
+
+    def drain(self) -> int:
+        """Fetch and process everything after the checkpoint; returns the count."""
+        assert self.watcher is not None
+        done = 0
+        while not self.stop.is_set():
+            batch = self.watcher.fetch_new(self.last_uid, limit=BATCH, with_text=self.with_text)
+            for msg in batch:
+                if self.stop.is_set():
+                    break
+                self.pipeline.process(Incoming(self.mailbox, self.folder, self.uidvalidity,
+                                               msg.uid, msg.internaldate, msg.raw))
+                self.last_uid = max(self.last_uid, msg.uid)
+                done += 1
+            if len(batch) < BATCH:
+                break
+        if self.on_checked is not None:
+            self.on_checked(self.mailbox.name, self.clock().timestamp())
+        return done
+
+    def tick(self) -> bool:
+        """One cycle: (re)connect if needed, wait for news, drain. False after a failure."""
+        with self._lock:
+            try:
+                if self.watcher is None:
+                    self.watcher = self._connect()
+                    self.drain()
+                    return True
+                self.watcher.wait(0)  # NOOP: let the server report new messages
+                self.drain()
+                return True
+            except AwaydError as err:
+                self._failed(err)
+                return False
+
+    def _failed(self, err: AwaydError) -> None:
+        self.failures += 1
+        self.log.warning("imap.failed", error=str(err), transient=err.transient,
+                         failures=self.failures)
+        if self.on_reconnect is not None:
+            self.on_reconnect(self.mailbox.name)
+        self.close()
+
+    def retry_delay(self) -> float:
+        delay = self.backoff.delay(self.failures - 1)
+        return delay if self.failures else 0.0
+
+    def run_idle(self) -> None:
+        """Thread body: IDLE when offered, else NOOP polling every poll_interval."""
+        assert self.mailbox.imap is not None
+        poll = self.mailbox.imap.poll_interval.total_seconds()
+        while not self.stop.is_set():
+            if self.failures:
+                delay = self.retry_delay()
+                self.log.info("imap.retry_wait", seconds=round(delay, 2))
+                if self.stop.wait(delay):
+                    break
+            if not self.tick():
+                continue
+            watcher = self.watcher
+            if watcher is None:
+                continue
+            try:
+                if watcher.uses_idle:
+                    self._idle(watcher)
+                else:
+                    self.stop.wait(poll)
+            except SourceError as err:
+                with self._lock:
+                    self._failed(err)
+        self.close()
+
+    def _idle(self, watcher: Watcher) -> None:
+        # short waits so a stop request is seen within a second; the watcher keeps IDLE
+        # running across calls and renews it every IDLE_RENEW_S
+        while not self.stop.is_set():
+            if watcher.wait(1.0):
+                return
+            if self.on_checked is not None:  # a live IDLE is a check: the server would tell us
+                self.on_checked(self.mailbox.name, self.clock().timestamp())
+
+    def close(self) -> None:
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None:
+            try:
+                watcher.close()
+            except AwaydError:
+                pass

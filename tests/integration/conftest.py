@@ -1,0 +1,51 @@
+"""Fixtures for integration tests: a private Dovecot (session) and an aiosmtpd sink (per test).
+
+Without Dovecot (or without root) the tests that use it are skipped, unless
+AWAYD_REQUIRE_DOVECOT=1, as in CI, turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.dovecot import DOMAIN, Dovecot, unavailable_reason
+from tests.integration.smtpsink import SmtpSink
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """The session's Dovecot on 127.0.0.1 (IMAP, IMAPS with `cert_path`, LMTP); password "pw"."""
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("AWAYD_REQUIRE_DOVECOT") == "1":
+            pytest.fail(f"AWAYD_REQUIRE_DOVECOT=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    server = Dovecot.create()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def mail_user(dovecot: Dovecot) -> str:
+    """A fresh address on the session's Dovecot, so each test starts with an empty INBOX."""
+    if not dovecot.running:  # a restart test that failed half-way must not take the rest down
+        dovecot.start()
+    return dovecot.add_user(f"u-{uuid.uuid4().hex[:12]}@{DOMAIN}")
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    """An SMTP sink on a free 127.0.0.1 port, recording every accepted message."""
+    sink = SmtpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
