@@ -139,17 +139,14 @@ class SmtpSender:
             except BaseException:
                 conn.close()
                 raise
-        except SendError:
-            raise
+        except SendError as err:
+            raise _setup_failure(err) from err
         except smtplib.SMTPResponseException as err:
-            raise self._reply_error(stage, err.smtp_code, err.smtp_error) from err
-        except smtplib.SMTPServerDisconnected as err:
+            raise _setup_failure(self._reply_error(stage, err.smtp_code, err.smtp_error)) from err
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPNotSupportedError,
+                smtplib.SMTPException) as err:
+            # AUTH not offered (often only after STARTTLS), a dropped greeting, ...
             raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True) from err
-        except smtplib.SMTPNotSupportedError as err:
-            # AUTH asked for but not offered (often: offered only after STARTTLS).
-            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=False) from err
-        except smtplib.SMTPException as err:
-            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=False) from err
         except OSError as err:
             raise SendError(
                 f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True
@@ -258,6 +255,12 @@ class SmtpSender:
             transient=code < 500,
             code=code,
         )
+
+
+def _setup_failure(err: SendError) -> SendError:
+    """A refused connection set-up (EHLO, STARTTLS, AUTH) is our configuration, not the reply:
+    keep the reply queued (transient) until the operator fixes it or max_delay drops it."""
+    return SendError(str(err), transient=True, code=err.code)
 
 
 def _describe_os_error(err: OSError) -> str:

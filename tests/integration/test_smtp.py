@@ -392,17 +392,20 @@ def test_starttls_not_offered_is_refused_before_auth(start_server: Any) -> None:
     with SmtpSender(config, no_secret) as sender, pytest.raises(SendError) as info:
         sender.send("", "bob@example.net", MESSAGE)
     assert "does not offer STARTTLS" in str(info.value)
-    assert not info.value.transient
+    assert info.value.transient  # a setup problem: the reply stays queued for the fix
     assert sink.messages == []
 
 
-def test_wrong_password_is_permanent_and_never_quoted(start_server: Any, certs: Certs) -> None:
+def test_wrong_password_keeps_the_reply_queued_and_is_never_quoted(
+    start_server: Any, certs: Certs
+) -> None:
+    """A refused AUTH is a setup problem: transient, so the reply waits for the fix."""
     sink = start_server(mode="starttls")
     config = settings(sink, security="starttls", ca_file=certs.ca_file, username="awayd")
     sender = SmtpSender(config, lambda _source: "wrong-" + PASSWORD)
     with sender, pytest.raises(SendError) as info:
         sender.send("", "bob@example.net", MESSAGE)
-    assert not info.value.transient
+    assert info.value.transient
     assert info.value.code == 535
     assert "AUTH" in str(info.value)
     assert PASSWORD not in str(info.value)
