@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
-from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -88,6 +88,19 @@ def first_name(name: str) -> str:
     return name.split()[0] if name.split() else ""
 
 
+_ATOM_TEXT = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\- .\u0080-\U0010ffff]*$")
+
+
+def mailbox_header(name: str, address: str) -> str:
+    """`Name <address>`, the name quoted when it holds specials (RFC 5322 §3.4)."""
+    name = one_line(name)
+    if not name:
+        return address
+    if not _ATOM_TEXT.match(name) or name != name.strip(". "):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{address}>"
+
+
 def _header_value(name: str, value: str) -> str:
     if "\r" in value or "\n" in value or len(value.splitlines()) > 1:
         raise RenderError(f"the rendered {name} contains a line break")
@@ -146,10 +159,7 @@ def compose(message: Message, mailbox: Mailbox, rule: Rule, templates: Templates
     if not text.endswith("\n"):
         text += "\n"
     html = render(templates.html, variables) if templates.html is not None else None
-    try:
-        from_header = str(HeaderAddress(mailbox.display_name or "", addr_spec=recipient))
-    except (ValueError, IndexError) as err:
-        raise RenderError(f"cannot write the From address {recipient!r}: {err}") from err
+    from_header = mailbox_header(mailbox.display_name or "", recipient)
     headers: list[tuple[str, str]] = [
         ("From", from_header),
         ("To", sender),
