@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import cast
 from zoneinfo import ZoneInfo
@@ -47,7 +47,7 @@ _TLS_KEYS = {"security", "tls_verify", "ca_file"}
 _VCARD_EMAIL = re.compile(r"^(?:item\d+\.)?EMAIL[^:]*:(.+)$", re.IGNORECASE)
 
 TOP_KEYS = frozenset({"state", "smtp", "metrics", "mailboxes"})
-STATE_KEYS = frozenset({"path", "max_delay", "keep_decisions"})
+STATE_KEYS = frozenset({"path", "max_delay", "keep_decisions", "retry_base"})
 METRICS_KEYS = frozenset({"listen"})
 SMTP_KEYS = frozenset({"host", "port", "username", "envelope_from", "timeout", "helo",
                        *_SECRET_KEYS, *_TLS_KEYS})
@@ -243,6 +243,11 @@ def _rule(node: Node, mailbox_tz: ZoneInfo, mailbox_language: str) -> Rule | Non
             if str(lang) == mailbox_language:
                 sub.problems.note(sub.path, "the mailbox language uses the rule's own text; "
                                   "remove this translation or change the mailbox language")
+    # parsed before giving up on a rule whose text failed, so their problems are reported too
+    when = _when(when_node, mailbox_tz) if when_node is not None else None
+    match = _match(match_node) if match_node is not None else None
+    interval = node.get("interval", cr.as_duration, "a duration such as 7d (0 = every message)",
+                        cr.as_duration("7d"))
     if base is None:
         return None
     digest = hashlib.sha256(
@@ -251,11 +256,10 @@ def _rule(node: Node, mailbox_tz: ZoneInfo, mailbox_language: str) -> Rule | Non
     return Rule(
         name=name,
         kind=cast(RuleKind, kind if kind in KINDS else "absence"),
-        when=_when(when_node, mailbox_tz) if when_node is not None else None,
-        match=_match(match_node) if match_node is not None else None,
+        when=when,
+        match=match,
         audience=cast(Audience, audience if audience in AUDIENCES else "everyone"),
-        interval=node.get("interval", cr.as_duration, "a duration such as 7d (0 = every message)",
-                          cr.as_duration("7d")),
+        interval=interval,
         reply_to=reply_to or None,
         templates=base,
         translations=tuple(translations),
@@ -334,8 +338,9 @@ def _mailbox(node: Node, default_smtp: SmtpSettings | None, base_dir: Path) -> M
         limits = RateLimit(mr.get("per_hour", cr.as_positive_int, "a positive number", 60),
                            mr.get("per_day", cr.as_positive_int, "a positive number", 500))
     imap_node, smtp_node = node.child("imap"), node.child("smtp")
-    rules = [_rule(r, tz, language) for r in node.children("rules")]
-    names = [r.name for r in rules if r is not None]
+    rule_nodes = list(node.children("rules"))
+    rules = [_rule(r, tz, language) for r in rule_nodes]
+    names = [str(r.raw("name")) for r in rule_nodes if r.has("name")]  # failed rules count too
     for dup in sorted({n for n in names if names.count(n) > 1}):
         node.problems.add(node.sub("rules"), "unique rule names", f"{dup!r} twice")
     if address is None:
@@ -363,11 +368,25 @@ def _mailbox(node: Node, default_smtp: SmtpSettings | None, base_dir: Path) -> M
     )
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML where an impossible date (2026-02-30) stays a string, reported with its path."""
+
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> Config:
     """Build a Config from YAML `text`; raises one ConfigError listing every problem."""
     problems = Problems(source)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
@@ -387,7 +406,9 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
             max_delay=state_node.get("max_delay", cr.as_duration, "a duration such as 24h",
                                      state.max_delay),
             keep_decisions=state_node.get("keep_decisions", cr.as_duration,
-                                          "a duration such as 90d", state.keep_decisions))
+                                          "a duration such as 90d", state.keep_decisions),
+            retry_base=state_node.get("retry_base", _positive_duration,
+                                      "a duration above 0 such as 30s", state.retry_base))
     smtp_node = root.child("smtp")
     smtp = _smtp(smtp_node) if smtp_node is not None else None
     metrics_node = root.child("metrics")
@@ -417,6 +438,13 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     if render_problems:
         raise ConfigError([f"{source}: {p}" for p in render_problems])
     return config
+
+
+def _positive_duration(value: object) -> timedelta:
+    duration = cr.as_duration(value)
+    if duration <= timedelta(0):
+        raise ValueError
+    return duration
 
 
 def _listen_address(value: object) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import date, datetime, time, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -172,6 +172,7 @@ class StateSettings:
     path: Path = Path("/var/lib/awayd/state.db")
     max_delay: timedelta = timedelta(hours=24)  # an unsent reply older than this is dropped
     keep_decisions: timedelta = timedelta(days=90)
+    retry_base: timedelta = timedelta(seconds=30)  # first SMTP retry within this; doubles to 1 h
 
 
 @dataclass(frozen=True)

@@ -84,8 +84,9 @@ def to_text(name: str, mailbox: Mailbox, decision: Decision) -> str:
 
 
 def run_explain(files: list[str], mailbox: Mailbox, *, at: datetime, history: HistoryView,
-                as_json: bool, out: TextIO, err: TextIO, stdin: TextIO = sys.stdin) -> int:
+                as_json: bool, out: TextIO, err: TextIO, stdin: TextIO | None = None) -> int:
     """Explain each file; returns 65 if any file could not be read, else 0."""
+    stdin = stdin or sys.stdin  # looked up now, not at import: callers may have replaced it
     status = 0
     for name in expand(files or ["-"]):
         raw = read_input(name, stdin)

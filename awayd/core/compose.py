@@ -6,7 +6,7 @@ import base64
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -115,6 +115,11 @@ def _header_value(name: str, value: str) -> str:
     raise RenderError(f"the rendered {name} holds nested encoded words")
 
 
+def _local(value: date | datetime | None, mailbox: Mailbox) -> date | datetime | None:
+    """A datetime in the mailbox's zone: replies print wall-clock times without their offset."""
+    return value.astimezone(mailbox.timezone) if isinstance(value, datetime) else value
+
+
 def _usable_id(msg_id: str) -> bool:
     """An id that can be written as is: ASCII and short enough for one line (RFC 5322 §2.1.1)."""
     return msg_id.isascii() and msg_id.isprintable() and len(msg_id) < MAX_ID_CHARS
@@ -147,8 +152,8 @@ def compose(message: Message, mailbox: Mailbox, rule: Rule, templates: Templates
         "subject": subject,
         "mailbox": {"name": mailbox.name, "address": recipient,
                     "display_name": mailbox.display_name or ""},
-        "rule": RuleVars(rule.name, rule.when.start if rule.when else None,
-                         rule.when.until if rule.when else None),
+        "rule": RuleVars(rule.name, _local(rule.when.start if rule.when else None, mailbox),
+                         _local(rule.when.until if rule.when else None, mailbox)),
         "next_opening": _Lazy(opening),
         "ticket": ticket(message),
         "language": language,

@@ -59,6 +59,7 @@ _BULK_HEADERS = ("feedback-id", "x-campaign", "x-campaignid", "x-campaign-id", "
                  "x-report-abuse", "x-csa-complaints")
 _LIST_HEADERS = ("list-id", "list-post", "list-owner", "list-subscribe", "list-unsubscribe",
                  "list-help", "list-archive", "mailing-list")
+_ADDRESS_TOKEN = re.compile(r"[^\s<>,;:()\"\[\]]+@[^\s<>,;:()\"\[\]]+")
 _RECIPIENT_HEADERS = ("to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc")
 
 
@@ -132,7 +133,8 @@ def _self(c: Context) -> str | None:
 def _loop(c: Context) -> str | None:
     own = c.mailbox.addresses
     for value in c.message.get_all("x-loop"):
-        if any(a in value.lower() for a in own):
+        # whole addresses only: X-Loop: malice@example.org does not name alice@example.org
+        if own & set(_ADDRESS_TOKEN.findall(value.lower())):
             return "X-Loop names this mailbox"
     mid = (c.message.message_id or "").lower()
     if mid.startswith("<awayd."):

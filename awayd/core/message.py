@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime
 from email.headerregistry import UnstructuredHeader
 from email.utils import getaddresses, parsedate_to_datetime
+from functools import cached_property
 
 MAX_HEADER_BYTES = 1 << 20  # a header block larger than 1 MiB is cut there
 MAX_FIELDS = 5000
