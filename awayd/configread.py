@@ -201,13 +201,24 @@ def as_day_set(value: object) -> frozenset[int]:
     for item in items:
         text = as_str(item).strip().lower()
         first, _, last = text.partition("-")
-        if first[:3] not in _DAY_NAMES or (last and last[:3] not in _DAY_NAMES):
-            raise ValueError
-        a = _DAY_NAMES.index(first[:3])
-        b = _DAY_NAMES.index(last[:3]) if last else a
+        a = _day_index(first)
+        b = _day_index(last) if last else a
         span = (b - a) % 7
         days.update((a + i) % 7 for i in range(span + 1))
     return frozenset(days)
+
+
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _day_index(name: str) -> int:
+    """`mon` or `monday` (any case) → 0; anything else is a ValueError."""
+    name = name.strip()
+    if name in _DAY_NAMES:
+        return _DAY_NAMES.index(name)
+    if name in _FULL_DAYS:
+        return _FULL_DAYS.index(name)
+    raise ValueError(name)
 
 
 def as_time_ranges(value: object) -> tuple[tuple[time, time], ...]:

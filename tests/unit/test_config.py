@@ -551,3 +551,12 @@ def test_rule_handle_changes_when_the_text_changes() -> None:
     assert one.handle == same.handle
     assert one.handle != other.handle
     assert one.handle.startswith("r:")
+
+
+def test_a_word_that_only_starts_like_a_day_is_refused() -> None:
+    """`monkey` is not Monday; `monday` and `mon` both are."""
+    from awayd.configread import as_day_set
+
+    assert as_day_set(["monday", "sat-sun"]) == frozenset({0, 5, 6})
+    with pytest.raises(ValueError):
+        as_day_set("monkey")
