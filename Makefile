@@ -1,14 +1,14 @@
 # Two entry points: `make demo` shows awayd answering mail, `make test` runs every check.
+PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEV := pytest hypothesis mypy ruff types-PyYAML aiosmtpd pymap trustme
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 .PHONY: demo test install bench
 
 $(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[demo]' $(DEV)
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e '.[demo]' $$($(PYTHON) .ci/dev-requirements)
 	touch $@
 
 install: $(VENV)/.installed
@@ -19,7 +19,7 @@ demo: install
 test: install
 	$(VENV)/bin/ruff check awayd tests bench
 	$(VENV)/bin/mypy --strict awayd
-	AWAYD_REQUIRE_DOVECOT=$${AWAYD_REQUIRE_DOVECOT:-0} $(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: install
-	bench/run
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bench/run

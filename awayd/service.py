@@ -16,12 +16,13 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from awayd.adapters.imap import FolderWatcher
+from awayd.adapters.imap import FolderWatcher, append_message
 from awayd.adapters.secrets import resolve_secret
 from awayd.adapters.smtp import SmtpSender
 from awayd.adapters.store_sqlite import SqliteStore
 from awayd.config import load_config
 from awayd.configtypes import Config, Mailbox, SmtpSettings
+from awayd.core.backoff import Backoff
 from awayd.errors import AwaydError, ConfigError, SourceError
 from awayd.obs.metrics import Metrics, start_http
 from awayd.obs.notify import Notifier
@@ -29,6 +30,8 @@ from awayd.pipeline import Clock, Pipeline
 from awayd.worker import FolderWorker
 
 STOP_GRACE_S = 8.0
+OUTBOX_EVERY_S = 5.0
+RETRY_CAP_S = 3600.0
 
 
 def utc_now() -> datetime:
@@ -68,7 +71,7 @@ def make_watcher(mailbox: Mailbox, folder: str) -> FolderWatcher:
 
 def longest_interval(config: Config) -> timedelta:
     intervals = [r.interval for m in config.mailboxes for r in m.rules] or [timedelta(days=7)]
-    return max(max(intervals), timedelta(days=1))
+    return max(*intervals, timedelta(days=1))
 
 
 class Service:
@@ -93,8 +96,10 @@ class Service:
         self.http: Any = None
 
     def _pipeline(self, config: Config) -> Pipeline:
+        base = config.state.retry_base.total_seconds()
         pipeline = Pipeline(store=self.store, clock=self.clock, sender_for=self.senders,
                             log=self.log, events=self.metrics, max_delay=config.state.max_delay,
+                            backoff=Backoff(base=base, cap=max(base, RETRY_CAP_S)),
                             save_copy=self._save_copy)
         for mb in config.mailboxes:
             pipeline.remember(mb)
@@ -102,11 +107,10 @@ class Service:
 
     def _save_copy(self, mailbox: Mailbox, data: bytes) -> None:
         assert mailbox.save_copy is not None
-        watcher = make_watcher(mailbox, mailbox.save_copy)
-        try:
-            watcher.append(mailbox.save_copy, data)
-        finally:
-            watcher.close()
+        assert mailbox.imap is not None
+        # a connection of its own: the folder's watcher belongs to its worker thread
+        append_message(mailbox.imap, mailbox.save_copy, data, secret_resolver=resolve_secret,
+                       log=structlog.get_logger("awayd.imap").bind(mailbox=mailbox.name))
 
     def _workers(self, config: Config) -> list[FolderWorker]:
         workers = []
@@ -164,7 +168,9 @@ class Service:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
         scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
-        scheduler.add_job(self._outbox_job, "interval", seconds=5, id="outbox")
+        # never later than the first retry is due, but not busier than twice a second
+        every = min(OUTBOX_EVERY_S, max(0.5, self.config.state.retry_base.total_seconds()))
+        scheduler.add_job(self._outbox_job, "interval", seconds=every, id="outbox")
         scheduler.add_job(self._prune_job, "interval", hours=1, id="prune",
                           next_run_time=self.clock() + timedelta(seconds=30))
         interval = self.notifier.watchdog_interval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -160,7 +161,5 @@ class FolderWorker:
     def close(self) -> None:
         watcher, self.watcher = self.watcher, None
         if watcher is not None:
-            try:
+            with contextlib.suppress(AwaydError):
                 watcher.close()
-            except AwaydError:
-                pass

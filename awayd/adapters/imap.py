@@ -22,7 +22,7 @@ missing folder); after a connection-level failure the watcher is disconnected an
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +34,8 @@ from awayd.adapters.imap_conn import (
     close_quietly,
     connection_lost,
     open_client,
+    scan_responses,
+    take_stashed_news,
     translate_errors,
 )
 from awayd.adapters.secrets import resolve_secret
@@ -62,8 +64,6 @@ _HEADER_KEY = b"BODY[HEADER]"
 _TEXT_KEY = b"BODY[TEXT]<0>"
 #: idle_check() returning this much earlier than asked, with nothing, means EOF or a torn line.
 _EARLY = 0.05
-#: imaplib's stash of untagged responses nobody asked for; mailbox-size news lands here.
-_STASHED = ("EXISTS", "RECENT", "EXPUNGE", "FETCH")
 
 
 class FolderStatus(NamedTuple):
@@ -87,31 +87,6 @@ def _utc(value: object) -> datetime | None:
         return None
     # INTERNALDATE always carries a zone; a naive value can only come from a broken server.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _take_news(client: Any) -> bool:
-    """Empty imaplib's stash of mailbox-size responses; True when an EXISTS was among them.
-
-    Dovecot announces a message that arrived during a command (`* 7 EXISTS`) just before
-    that command's tagged reply, so a UID SEARCH can miss the message while its EXISTS is
-    swallowed into imaplib's `untagged_responses`, where neither NOOP nor IDLE report it
-    again. imapclient has no public view of that dict.
-    """
-    stash = client._imap.untagged_responses
-    news = bool(stash.pop("EXISTS", None))
-    for name in _STASHED:
-        stash.pop(name, None)
-    return news
-
-
-def _scan(responses: Sequence[Any]) -> tuple[bool, bool]:
-    """Return (new mail announced, server said BYE) for parsed untagged responses."""
-    news = bye = False
-    for response in responses:
-        if isinstance(response, tuple) and len(response) >= 2:
-            news = news or response[1] == b"EXISTS"
-            bye = bye or response[0] == b"BYE"
-    return news, bye
 
 
 class FolderWatcher:
@@ -174,7 +149,7 @@ class FolderWatcher:
             info = client.select_folder(self.folder, readonly=True)
             status = self._status_of(client, info)
             uses_idle = self.settings.idle and bool(client.has_capability("IDLE"))
-            _take_news(client)
+            take_stashed_news(client)
         self._uses_idle = uses_idle
         self._news = False
         return status
@@ -189,7 +164,7 @@ class FolderWatcher:
         self._news = self._noop(client) or self._news
         with self._op(f"STATUS {self.folder}"):
             found = client.folder_status(self.folder, [b"UIDVALIDITY", b"UIDNEXT"])
-            stashed = _take_news(client)
+            stashed = take_stashed_news(client)
             status = FolderStatus(int(found[b"UIDVALIDITY"]), int(found[b"UIDNEXT"]))
         self._news = self._news or stashed
         return status
@@ -211,7 +186,7 @@ class FolderWatcher:
         with self._op("UID SEARCH"):
             # `n:*` always includes the highest UID, even below n: hence the filter.
             found = client.search(["UID", f"{after_uid + 1}:*"])
-            stashed = _take_news(client)
+            stashed = take_stashed_news(client)
         self._news = self._news or stashed
         uids = sorted(uid for uid in (int(u) for u in found) if uid > after_uid)[:limit]
         items = [b"BODY.PEEK[HEADER]", b"INTERNALDATE"]
@@ -222,7 +197,7 @@ class FolderWatcher:
             chunk = uids[start : start + FETCH_BATCH]
             with self._op("UID FETCH"):
                 data = client.fetch(chunk, items)
-                stashed = _take_news(client)
+                stashed = take_stashed_news(client)
             self._news = self._news or stashed
             for uid in chunk:
                 message = self._message(uid, data.get(uid), with_text=with_text)
@@ -254,7 +229,7 @@ class FolderWatcher:
         client = self._ready()
         with self._op(f"APPEND to {folder}", keep_on_refusal=True, refusal_transient=False):
             client.append(folder, raw, flags=(_SEEN,))
-            stashed = _take_news(client)
+            stashed = take_stashed_news(client)
         self._news = self._news or stashed
 
     def close(self) -> None:
@@ -275,6 +250,10 @@ class FolderWatcher:
         close_quietly(client)
 
     # -- internals ---------------------------------------------------------------------------
+
+    @property
+    def _where(self) -> str:
+        return f"IMAP {self.settings.username} at {self.settings.host}:{self.settings.port}"
 
     @contextmanager
     def _op(
@@ -301,10 +280,7 @@ class FolderWatcher:
     def _ready(self, *, end_idle: bool = True) -> Any:
         client = self._client
         if client is None:
-            raise SourceError(
-                f"IMAP {self.settings.username} at {self.settings.host}:{self.settings.port}:"
-                f" folder {self.folder} is not connected"
-            )
+            raise SourceError(f"{self._where}: folder {self.folder} is not connected")
         if end_idle and self._idle_since is not None:
             self._news = self._end_idle(client) or self._news
         return client
@@ -318,7 +294,7 @@ class FolderWatcher:
             uidnext = uidnext if uidnext is not None else found.get(b"UIDNEXT")
         if uidvalidity is None or uidnext is None:
             raise SourceError(
-                f"IMAP {self.settings.host}: folder {self.folder} has no UIDVALIDITY/UIDNEXT;"
+                f"{self._where}: folder {self.folder} has no UIDVALIDITY/UIDNEXT;"
                 " awayd needs persistent UIDs",
                 transient=False,
             )
@@ -331,8 +307,7 @@ class FolderWatcher:
         if internaldate is None:
             # Without an arrival time the too-old guard cannot protect old mail: refuse.
             raise SourceError(
-                f"IMAP {self.settings.host}: no INTERNALDATE for UID {uid} in {self.folder}",
-                transient=False,
+                f"{self._where}: no INTERNALDATE for UID {uid} in {self.folder}", transient=False
             )
         raw = bytes(item[_HEADER_KEY])
         text = item.get(_TEXT_KEY) if with_text else None
@@ -344,8 +319,8 @@ class FolderWatcher:
         """NOOP: the server syncs the session and announces what arrived; True on EXISTS."""
         with self._op("NOOP"):
             _, responses = client.noop()
-            stashed = _take_news(client)
-        return _scan(responses)[0] or stashed
+            stashed = take_stashed_news(client)
+        return scan_responses(responses)[0] or stashed
 
     def _start_idle(self, client: Any) -> float | None:
         """Enter IDLE and return when; None, without idling, when mail is already waiting."""
@@ -363,8 +338,8 @@ class FolderWatcher:
         self._idle_since = None
         with self._op("IDLE (DONE)"):
             _, responses = client.idle_done()
-            stashed = _take_news(client)
-        return _scan(responses)[0] or stashed
+            stashed = take_stashed_news(client)
+        return scan_responses(responses)[0] or stashed
 
     def _idle_wait(self, client: Any, timeout: float) -> bool:
         deadline = self._clock() + timeout
@@ -386,12 +361,10 @@ class FolderWatcher:
             span = max(0.0, min(remaining, since + self._idle_refresh - now))
             with self._op("IDLE"):
                 responses = client.idle_check(timeout=span)
-            news, bye = _scan(responses)
+            news, bye = scan_responses(responses)
             if bye:
                 self._drop()
-                raise SourceError(
-                    f"IMAP {self.settings.host}: the server ended the session (BYE) while idling"
-                )
+                raise SourceError(f"{self._where}: the server ended the session (BYE) while idling")
             if news:
                 self._end_idle(client)
                 return True

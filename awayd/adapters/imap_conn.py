@@ -1,11 +1,11 @@
-"""Open an authenticated imapclient connection (TLS, STARTTLS, loopback plain) and map its errors."""
+"""Open an authenticated imapclient connection (TLS, STARTTLS, loopback plain), map its errors."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
@@ -23,7 +23,9 @@ __all__ = [
     "connection_lost",
     "is_loopback",
     "open_client",
+    "scan_responses",
     "ssl_context",
+    "take_stashed_news",
     "translate_errors",
 ]
 
@@ -38,6 +40,8 @@ _PERMANENT_CODES = frozenset(
 #: Response codes that promise a later retry may succeed.
 _TRANSIENT_CODES = frozenset({"UNAVAILABLE", "INUSE", "LIMIT", "SERVERBUG", "OVERQUOTA"})
 _CODE = re.compile(r"\[([A-Z-]+)")
+#: imaplib's stash of untagged responses nobody asked for; mailbox-size news lands here.
+_STASHED = ("EXISTS", "RECENT", "EXPUNGE", "FETCH")
 #: Seconds a LOGOUT may take when closing; a dead server must not hold up a shutdown.
 _CLOSE_TIMEOUT = 5.0
 
@@ -240,3 +244,28 @@ def close_quietly(client: Any, *, logout: bool = True) -> None:
     # Raises on a socket imaplib already closed; that is the state we want anyway.
     with suppress(Exception):
         client.shutdown()
+
+
+def take_stashed_news(client: Any) -> bool:
+    """Empty imaplib's stash of mailbox-size responses; True when an EXISTS was among them.
+
+    Dovecot announces a message that arrived during a command (`* 7 EXISTS`) just before
+    that command's tagged reply, so a UID SEARCH can miss the message while its EXISTS is
+    swallowed into imaplib's `untagged_responses`, where neither NOOP nor IDLE report it
+    again. imapclient has no public view of that dict.
+    """
+    stash = client._imap.untagged_responses
+    news = bool(stash.pop("EXISTS", None))
+    for name in _STASHED:
+        stash.pop(name, None)
+    return news
+
+
+def scan_responses(responses: Sequence[Any]) -> tuple[bool, bool]:
+    """Return (new mail announced, server said BYE) for parsed untagged responses."""
+    news = bye = False
+    for response in responses:
+        if isinstance(response, tuple) and len(response) >= 2:
+            news = news or response[1] == b"EXISTS"
+            bye = bye or response[0] == b"BYE"
+    return news, bye

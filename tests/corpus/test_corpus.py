@@ -67,7 +67,8 @@ def test_decision_matches_manifest(entry: dict[str, Any], mailbox: Mailbox) -> N
         assert got.reply is not None
         assert got.reply.language == entry.get("language", "fr")
         for name, value in got.reply.headers:
-            assert "\r" not in value and "\n" not in value, name
+            assert "\r" not in value, name
+            assert "\n" not in value, name
 
 
 def test_explain_json_over_the_corpus_agrees_with_manifest() -> None:

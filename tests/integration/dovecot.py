@@ -34,8 +34,8 @@ MAIL_USER = "awaydmail"
 #: Well-known users; tests that need an empty mailbox take a fresh address (add_user).
 DEFAULT_USERS = ("alice@example.org", "bob@example.org", "carol@example.org")
 START_TIMEOUT = 20.0
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 STOP_TIMEOUT = 10.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def find_dovecot() -> str | None:
@@ -190,8 +190,8 @@ class Dovecot:
         """SIGTERM the master (by PID), then what is left of its process group; wait for both.
 
         Dovecot's master leaves running IMAP sessions alone when it exits; a restart test
-        wants what a real server restart does, so every session ends here too (each says
-        `* BYE Server shutting down`).
+        wants what a real server restart does, so every session ends here too (with a
+        `* BYE` when the process gets to say it).
         """
         proc, self._proc = self._proc, None
         if proc is None:
@@ -211,6 +211,7 @@ class Dovecot:
             time.sleep(0.05)
 
     def restart(self) -> None:
+        """stop() then start(): same ports, directory and mail; every session is cut."""
         self.stop()
         self.start()
 
@@ -355,7 +356,8 @@ ssl = yes
 ssl_cert = <{self.cert_path}
 ssl_key = <{self.key_path}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+# Dovecot 2.3 checks an XOAUTH2/OAUTHBEARER token like a password: the token "pw" logs in.
+auth_mechanisms = plain login xoauth2 oauthbearer
 # Tests try wrong passwords: no cache, no extra delay after a failure.
 auth_cache_size = 0
 auth_failure_delay = 0

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import re
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -19,9 +20,9 @@ import trustme
 from structlog.testing import capture_logs
 
 from awayd.adapters.imap import FETCH_BATCH, TEXT_PEEK_BYTES, FolderWatcher, append_message
-from awayd.configtypes import ImapSettings
+from awayd.configtypes import ImapSettings, Security
 from awayd.errors import SourceError
-from tests.integration.dovecot import Dovecot, free_port
+from tests.integration.dovecot import PASSWORD, Dovecot, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +88,7 @@ def test_plain_login_to_loopback_reports_the_folder_uids(
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])
 def test_tls_verified_against_the_configured_ca_file(
-    dovecot: Dovecot, mail_user: str, watcher: MakeWatcher, security: Any
+    dovecot: Dovecot, mail_user: str, watcher: MakeWatcher, security: Security
 ) -> None:
     w = watcher(dovecot.imap_settings(mail_user, security=security, ca_file=dovecot.cert_path))
     assert w.connect().uidnext == 1
@@ -96,7 +97,7 @@ def test_tls_verified_against_the_configured_ca_file(
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])
 def test_certificate_from_another_ca_is_a_permanent_error(
-    dovecot: Dovecot, mail_user: str, watcher: MakeWatcher, security: Any, tmp_path: Path
+    dovecot: Dovecot, mail_user: str, watcher: MakeWatcher, security: Security, tmp_path: Path
 ) -> None:
     other_ca = tmp_path / "other-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(other_ca))
@@ -133,6 +134,29 @@ def test_wrong_password_is_permanent_and_names_host_and_user_not_the_password(
     assert "AUTHENTICATIONFAILED" in text
     assert "wrong-Secret-4711" not in text
     assert not w.connected
+
+
+def test_xoauth2_uses_the_token_printed_by_the_command(
+    dovecot: Dovecot, mail_user: str, watcher: MakeWatcher
+) -> None:
+    command = (sys.executable, "-c", f"print({PASSWORD!r})")
+    settings = dataclasses.replace(
+        dovecot.imap_settings(mail_user), password=None, oauth2_token_command=command
+    )
+    w = watcher(settings)
+    assert w.connect().uidnext == 1
+    assert wait_until(lambda: f"Login: user=<{mail_user}>, method=XOAUTH2" in dovecot.log_text())
+
+
+def test_failing_token_command_is_permanent(dovecot: Dovecot, mail_user: str, watcher: MakeWatcher) -> None:
+    command = (sys.executable, "-c", "raise SystemExit(3)")
+    settings = dataclasses.replace(
+        dovecot.imap_settings(mail_user), password=None, oauth2_token_command=command
+    )
+    with pytest.raises(SourceError, match="oauth2") as info:
+        watcher(settings).connect()
+    assert not info.value.transient
+    assert "status 3" in str(info.value)
 
 
 def test_plain_imap_to_a_remote_host_is_refused_before_connecting(

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from awayd.config import load_config, parse_config
+from awayd.configread import as_day_set
 from awayd.errors import ConfigError
 
 DATA = Path(__file__).parent.parent / "data"
@@ -555,8 +556,6 @@ def test_rule_handle_changes_when_the_text_changes() -> None:
 
 def test_a_word_that_only_starts_like_a_day_is_refused() -> None:
     """`monkey` is not Monday; `monday` and `mon` both are."""
-    from awayd.configread import as_day_set
-
     assert as_day_set(["monday", "sat-sun"]) == frozenset({0, 5, 6})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="monkey"):
         as_day_set("monkey")
