@@ -63,6 +63,13 @@ WHEN_KEYS = frozenset({"from", "until", "weekly"})
 WEEKLY_KEYS = frozenset({"days", "inside", "outside"})
 MATCH_KEYS = frozenset({"to", "subject", "from_domain"})
 TEMPLATE_KEYS = frozenset({"subject", "text", "html"})
+BACKSCATTER_KEYS = frozenset({"enabled", "authserv_ids"})
+MAX_REPLIES_KEYS = frozenset({"per_hour", "per_day"})
+#: Every section of the schema and its keys: the docs and the example are checked against it.
+SCHEMA = {"top": TOP_KEYS, "state": STATE_KEYS, "metrics": METRICS_KEYS, "smtp": SMTP_KEYS,
+          "imap": IMAP_KEYS, "mailbox": MAILBOX_KEYS, "rule": RULE_KEYS, "when": WHEN_KEYS,
+          "weekly": WEEKLY_KEYS, "match": MATCH_KEYS, "template": TEMPLATE_KEYS,
+          "backscatter": BACKSCATTER_KEYS, "max_replies": MAX_REPLIES_KEYS}
 
 
 def _secret(node: Node) -> SecretSource | None:
@@ -315,7 +322,7 @@ def _mailbox(node: Node, default_smtp: SmtpSettings | None, base_dir: Path) -> M
     backscatter = Backscatter()
     bs = node.child("backscatter")
     if bs is not None:
-        bs.reject_unknown({"enabled", "authserv_ids"})
+        bs.reject_unknown(BACKSCATTER_KEYS)
         backscatter = Backscatter(
             enabled=bs.get("enabled", cr.as_bool, "true or false", True),
             authserv_ids=frozenset(s.lower() for s in bs.get(
@@ -334,7 +341,7 @@ def _mailbox(node: Node, default_smtp: SmtpSettings | None, base_dir: Path) -> M
     limits = RateLimit()
     mr = node.child("max_replies")
     if mr is not None:
-        mr.reject_unknown({"per_hour", "per_day"})
+        mr.reject_unknown(MAX_REPLIES_KEYS)
         limits = RateLimit(mr.get("per_hour", cr.as_positive_int, "a positive number", 60),
                            mr.get("per_day", cr.as_positive_int, "a positive number", 500))
     imap_node, smtp_node = node.child("imap"), node.child("smtp")
