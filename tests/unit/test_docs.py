@@ -39,6 +39,6 @@ def test_every_reason_code_is_in_the_readme(reason: str) -> None:
 
 def test_every_cli_command_is_in_the_readme() -> None:
     parser = build_parser()
-    sub = next(a for a in parser._subparsers._group_actions)  # noqa: SLF001 - argparse has no public view
+    sub = next(a for a in parser._subparsers._group_actions)  # argparse has no public view
     for name in sub.choices:
         assert f"`awayd {name}" in README, name
