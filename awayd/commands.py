@@ -11,7 +11,6 @@ from typing import Any
 from awayd.config import load_config
 from awayd.configcheck import summary
 from awayd.core.history import EmptyHistory, HistoryView
-from awayd.errors import AwaydError
 
 
 def _now() -> datetime:

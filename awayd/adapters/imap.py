@@ -33,6 +33,7 @@ from awayd.adapters.imap_conn import (
     WarningLogger,
     close_quietly,
     connection_lost,
+    idle_check,
     open_client,
     scan_responses,
     take_stashed_news,
@@ -360,7 +361,7 @@ class FolderWatcher:
                 return False
             span = max(0.0, min(remaining, since + self._idle_refresh - now))
             with self._op("IDLE"):
-                responses = client.idle_check(timeout=span)
+                responses = idle_check(client, span)
             news, bye = scan_responses(responses)
             if bye:
                 self._drop()

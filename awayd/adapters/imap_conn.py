@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import select
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -269,3 +270,45 @@ def scan_responses(responses: Sequence[Any]) -> tuple[bool, bool]:
             news = news or response[1] == b"EXISTS"
             bye = bye or response[0] == b"BYE"
     return news, bye
+
+
+#: How long a line that has started to arrive may take to complete while idling.
+IDLE_LINE_TIMEOUT = 10.0
+
+
+def _buffered(imap: Any) -> bool:
+    """True when imaplib's reader already holds bytes; never blocks (the socket is non-blocking)."""
+    try:
+        return bool(imap.file.peek(1))
+    except (OSError, ValueError):
+        return False
+
+
+def idle_check(client: Any, timeout: float) -> list[Any]:
+    """imapclient's idle_check() without its torn-line bug (imapclient issue #519).
+
+    imapclient reads IDLE responses from a non-blocking socket, so a response that arrives in
+    two TCP segments looks like a lost connection. Here the wait is non-blocking, but each line
+    is read in blocking mode with a timeout, so it is always read whole.
+    """
+    from imapclient.imapclient import _parse_untagged_response  # noqa: PLC0415
+
+    sock = client.socket()
+    imap = client._imap
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    responses: list[Any] = []
+    try:
+        sock.setblocking(False)
+        if not _buffered(imap) and not poller.poll(max(timeout, 0.0) * 1000):
+            return responses
+        while True:
+            sock.settimeout(IDLE_LINE_TIMEOUT)
+            line = imap._get_line()
+            responses.append(_parse_untagged_response(line))
+            sock.setblocking(False)
+            if not _buffered(imap) and not poller.poll(0):
+                return responses
+    finally:
+        sock.settimeout(None)
+        client._set_read_timeout()
