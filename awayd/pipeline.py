@@ -107,7 +107,7 @@ class Pipeline:
             try:
                 decision = decide(item.raw, mb, now=now, history=self.store,
                                   new_message_id=new_message_id, arrival=item.internaldate)
-            except Exception as err:  # noqa: BLE001 - a message that breaks the engine is skipped
+            except Exception as err:  # deliberate: see the log line below
                 self.log.error("message.engine_failed", mailbox=mb.name, folder=item.folder,
                                uid=item.uid, error=repr(err))
                 decision = Decision("skip", r.MALFORMED, f"engine error: {err!r}")
@@ -184,7 +184,7 @@ class Pipeline:
         if self.save_copy is not None and mb.save_copy:
             try:
                 self.save_copy(mb, row.message)
-            except Exception as err:  # noqa: BLE001 - a failed copy never blocks replies
+            except Exception as err:  # deliberate: see the log line below
                 self.log.warning("reply.copy_failed", mailbox=row.mailbox, folder=mb.save_copy,
                                  error=str(err))
 
