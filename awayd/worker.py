@@ -97,15 +97,19 @@ class FolderWorker:
             self.on_checked(self.mailbox.name, self.clock().timestamp())
         return done
 
-    def tick(self) -> bool:
-        """One cycle: (re)connect if needed, wait for news, drain. False after a failure."""
+    def tick(self, *, noop: bool = True) -> bool:
+        """One cycle: (re)connect if needed, NOOP for news, drain. False after a failure.
+
+        `noop=False` after IDLE announced new mail: the server has already told us.
+        """
         with self._lock:
             try:
                 if self.watcher is None:
                     self.watcher = self._connect()
                     self.drain()
                     return True
-                self.watcher.wait(0)  # NOOP: let the server report new messages
+                if noop:
+                    self.watcher.wait(0)  # let the server report new messages
                 self.drain()
                 return True
             except AwaydError as err:
@@ -128,20 +132,23 @@ class FolderWorker:
         """Thread body: IDLE when offered, else NOOP polling every poll_interval."""
         assert self.mailbox.imap is not None
         poll = self.mailbox.imap.poll_interval.total_seconds()
+        announced = False
         while not self.stop.is_set():
             if self.failures:
                 delay = self.retry_delay()
                 self.log.info("imap.retry_wait", seconds=round(delay, 2))
                 if self.stop.wait(delay):
                     break
-            if not self.tick():
+            if not self.tick(noop=not announced):
+                announced = False
                 continue
+            announced = False
             watcher = self.watcher
             if watcher is None:
                 continue
             try:
                 if watcher.uses_idle:
-                    self._idle(watcher)
+                    announced = self._idle(watcher)
                 else:
                     self.stop.wait(poll)
             except SourceError as err:
@@ -149,14 +156,15 @@ class FolderWorker:
                     self._failed(err)
         self.close()
 
-    def _idle(self, watcher: Watcher) -> None:
+    def _idle(self, watcher: Watcher) -> bool:
         # short waits so a stop request is seen within a second; the watcher keeps IDLE
         # running across calls and renews it every IDLE_RENEW_S
         while not self.stop.is_set():
             if watcher.wait(1.0):
-                return
+                return True
             if self.on_checked is not None:  # a live IDLE is a check: the server would tell us
                 self.on_checked(self.mailbox.name, self.clock().timestamp())
+        return False
 
     def close(self) -> None:
         watcher, self.watcher = self.watcher, None
