@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from awayd.adapters.imap import FolderWatcher, append_message
@@ -30,6 +31,7 @@ from awayd.pipeline import Clock, Pipeline
 from awayd.worker import FolderWorker
 
 STOP_GRACE_S = 8.0
+POLL_THREADS = 32  # polled folders share this many threads; a slow server holds only one
 OUTBOX_EVERY_S = 5.0
 RETRY_CAP_S = 3600.0
 
@@ -92,6 +94,7 @@ class Service:
         self.pipeline = self._pipeline(self.config)
         self.workers: list[FolderWorker] = []
         self.threads: list[threading.Thread] = []
+        self.poll_jobs: list[tuple[str, FolderWorker]] = []
         self.worker_stop = threading.Event()
         self.http: Any = None
 
@@ -149,25 +152,42 @@ class Service:
 
     # --- daemon ---------------------------------------------------------------------------
 
-    def _start_workers(self) -> None:
+    def _start_workers(self, scheduler: BackgroundScheduler) -> None:
+        """IDLE folders get a thread each; polled folders (`idle: false`) a scheduler job."""
         self.worker_stop = threading.Event()
         self.workers = self._workers(self.config)
         self.threads = []
+        self.poll_jobs = []
         for w in self.workers:
-            t = threading.Thread(target=w.run_idle, name=f"watch-{w.name}", daemon=True)
-            t.start()
-            self.threads.append(t)
+            assert w.mailbox.imap is not None
+            if w.mailbox.imap.idle:
+                t = threading.Thread(target=w.run_idle, name=f"watch-{w.name}", daemon=True)
+                t.start()
+                self.threads.append(t)
+                continue
+            job = scheduler.add_job(w.poll, "interval", executor="poll", id=f"poll:{w.name}",
+                                    seconds=w.mailbox.imap.poll_interval.total_seconds(),
+                                    next_run_time=self.clock())
+            self.poll_jobs.append((job.id, w))
 
-    def _stop_workers(self) -> None:
+    def _stop_workers(self, scheduler: BackgroundScheduler) -> None:
         self.worker_stop.set()
+        for job_id, worker in self.poll_jobs:
+            with contextlib.suppress(LookupError):
+                scheduler.remove_job(job_id)
+            worker.shutdown()
+        self.poll_jobs = []
         for t in self.threads:
             t.join(timeout=STOP_GRACE_S)
         self.threads = []
 
     def _scheduler(self) -> BackgroundScheduler:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
-        scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
-            "coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+        scheduler = BackgroundScheduler(
+            timezone="UTC",
+            executors={"default": ThreadPoolExecutor(4),
+                       "poll": ThreadPoolExecutor(POLL_THREADS)},  # threads start on demand
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
         # never later than the first retry is due, but not busier than twice a second
         every = min(OUTBOX_EVERY_S, max(0.5, self.config.state.retry_base.total_seconds()))
         scheduler.add_job(self._outbox_job, "interval", seconds=every, id="outbox")
@@ -213,10 +233,10 @@ class Service:
             return
         if config.state.path != self.config.state.path:
             self.log.warning("config.state_path_ignored", note="a new state path needs a restart")
-        self._stop_workers()
+        self._stop_workers(self.scheduler)
         self.config = config
         self.pipeline = self._pipeline(config)
-        self._start_workers()
+        self._start_workers(self.scheduler)
         self.log.info("config.reloaded", mailboxes=[m.name for m in config.mailboxes])
         self.notifier.ready()
 
@@ -228,9 +248,9 @@ class Service:
         if self.config.metrics.listen:
             self.http = start_http(self.config.metrics.listen, self.metrics)
         self.pipeline.retry_outbox()  # pending replies of a previous run go first
-        scheduler = self._scheduler()
+        self.scheduler = scheduler = self._scheduler()
         scheduler.start()
-        self._start_workers()
+        self._start_workers(scheduler)
         self.notifier.ready()
         self.log.info("service.started", mailboxes=[m.name for m in self.config.mailboxes],
                       folders=len(self.workers))
@@ -242,7 +262,7 @@ class Service:
                 self.reload()
         self.notifier.stopping()
         self.log.info("service.stopping")
-        self._stop_workers()
+        self._stop_workers(scheduler)
         scheduler.shutdown(wait=True)
         self.close()
         self.log.info("service.stopped")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -33,7 +34,8 @@ class FolderWorker:
                  make_watcher: Callable[[Mailbox, str], Watcher], clock: Clock, log: Any,
                  stop: threading.Event, backoff: Backoff | None = None,
                  on_checked: Callable[[str, float], None] | None = None,
-                 on_reconnect: Callable[[str], None] | None = None) -> None:
+                 on_reconnect: Callable[[str], None] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.mailbox = mailbox
         self.folder = folder
         self.pipeline = pipeline
@@ -50,6 +52,8 @@ class FolderWorker:
         self.uidvalidity = 0
         self.last_uid = 0
         self.with_text = any(rule.translations for rule in mailbox.rules)
+        self.monotonic = monotonic
+        self._not_before = 0.0
         self._lock = threading.Lock()
 
     @property
@@ -115,6 +119,19 @@ class FolderWorker:
             except AwaydError as err:
                 self._failed(err)
                 return False
+
+    def poll(self) -> None:
+        """Scheduler job of a polled folder (`idle: false`): one tick unless backing off."""
+        if self.stop.is_set() or self.monotonic() < self._not_before:
+            return
+        if not self.tick():
+            self._not_before = self.monotonic() + self.retry_delay()
+            self.log.info("imap.retry_wait", seconds=round(self.retry_delay(), 2))
+
+    def shutdown(self) -> None:
+        """Close the connection once any tick in progress has finished."""
+        with self._lock:
+            self.close()
 
     def _failed(self, err: AwaydError) -> None:
         self.failures += 1
