@@ -80,8 +80,6 @@ def decide_message(message: Message, mailbox: Mailbox, *, now: datetime, history
                    new_message_id: MessageIdFactory, arrival: datetime | None = None,
                    envelope_from: str | None = None) -> Decision:
     """decide() for an already parsed message."""
-    if arrival is None:
-        arrival = message.arrival_from_received() or now
     context = Context(message, mailbox, now, arrival)
     refused = first_refusal(context, HEAD)
     if refused is not None:

@@ -30,7 +30,7 @@ class Context:
     message: Message
     mailbox: Mailbox
     now: datetime
-    arrival: datetime | None
+    arrival: datetime | None  # INTERNALDATE; None: judged from the topmost Received: line
     sender: str | None = None  # envelope sender as written; None before guard 3 ran
     sender_key: str = ""
 
@@ -274,9 +274,11 @@ def _not_addressed(c: Context) -> str | None:
 
 
 def _too_old(c: Context) -> str | None:
-    if c.arrival is None:
+    # without an INTERNALDATE (explain), the topmost Received: date, else now: never too old
+    arrival = c.arrival or c.message.arrival_from_received()
+    if arrival is None:
         return None
-    age = c.now - c.arrival
+    age = c.now - arrival
     if age > c.mailbox.max_age:
         return f"arrived {age.days} days ago, more than max_age {c.mailbox.max_age}"
     return None
