@@ -125,8 +125,9 @@ class FolderWorker:
         if self.stop.is_set() or self.monotonic() < self._not_before:
             return
         if not self.tick():
-            self._not_before = self.monotonic() + self.retry_delay()
-            self.log.info("imap.retry_wait", seconds=round(self.retry_delay(), 2))
+            delay = self.retry_delay()  # one draw: the jitter differs on every call
+            self._not_before = self.monotonic() + delay
+            self.log.info("imap.retry_wait", seconds=round(delay, 2))
 
     def shutdown(self) -> None:
         """Close the connection once any tick in progress has finished."""
