@@ -559,3 +559,14 @@ def test_a_word_that_only_starts_like_a_day_is_refused() -> None:
     assert as_day_set(["monday", "sat-sun"]) == frozenset({0, 5, 6})
     with pytest.raises(ValueError, match="monkey"):
         as_day_set("monkey")
+
+
+@pytest.mark.parametrize("value", ["0s", "-1", "soon"])
+def test_retry_base_must_be_a_positive_duration(value: str) -> None:
+    (problem,) = problems_of(f"state: {{retry_base: {value!r}}}\n" + MINIMAL)
+    assert "state.retry_base: expected a duration above 0" in problem
+
+
+def test_retry_base_defaults_to_30_seconds_and_can_be_set() -> None:
+    assert parse_config(MINIMAL).state.retry_base == timedelta(seconds=30)
+    assert parse_config("state: {retry_base: 2s}\n" + MINIMAL).state.retry_base == timedelta(seconds=2)
