@@ -69,8 +69,9 @@ def summary(config: Config, now: datetime) -> str:
         lines.append(f"  time zone {mb.timezone.key}, language {mb.language}, "
                      f"local time {format_date(now.astimezone(mb.timezone), 'full', 'en')}")
         if mb.imap is not None:
-            lines.append(f"  imap {mb.imap.username}@{mb.imap.host}:{mb.imap.port} "
-                         f"({mb.imap.tls.security}), folders {', '.join(mb.imap.folders)}")
+            mode = "IDLE" if mb.imap.idle else f"poll every {show_duration(mb.imap.poll_interval)}"
+            lines.append(f"  imap {mb.imap.host}:{mb.imap.port} ({mb.imap.tls.security}) as "
+                         f"{mb.imap.username}, folders {', '.join(mb.imap.folders)}, {mode}")
         if mb.smtp is not None:
             lines.append(f"  smtp {mb.smtp.host}:{mb.smtp.port} ({mb.smtp.tls.security}), "
                          f"envelope from <{mb.smtp.envelope_from}>")
