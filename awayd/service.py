@@ -251,6 +251,10 @@ class Service:
         self.scheduler = scheduler = self._scheduler()
         scheduler.start()
         self._start_workers(scheduler)
+        for mb in self.config.mailboxes:
+            if mb.smtp is not None and mb.smtp.tls.security != "none" and not mb.smtp.tls.verify:
+                self.log.warning("smtp.tls_verify_disabled", mailbox=mb.name, host=mb.smtp.host,
+                                 note="the SMTP server's certificate is not checked")
         self.notifier.ready()
         self.log.info("service.started", mailboxes=[m.name for m in self.config.mailboxes],
                       folders=len(self.workers))
