@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.daemon import Daemons, awayd, body_text, header, mailbox, message, write_config
-from tests.integration.dovecot import Dovecot, unavailable_reason
+from tests.integration.dovecot import Dovecot
 from tests.integration.smtpsink import SmtpSink
 
 pytestmark = pytest.mark.integration
@@ -32,31 +30,6 @@ BOUNCE = (
     "Final-Recipient: rfc822; nobody@partner.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
     "--b1--\r\n"
 ).encode()
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[Dovecot]:
-    reason = unavailable_reason()
-    if reason is not None:
-        if os.environ.get("AWAYD_REQUIRE_DOVECOT") == "1":
-            pytest.fail(f"AWAYD_REQUIRE_DOVECOT=1 but {reason}", pytrace=False)
-        pytest.skip(reason)
-    server = Dovecot.create()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture
-def smtp_sink() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    sink.start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
 
 
 def test_daemon_answers_the_colleague_once_and_no_machine(

@@ -1,4 +1,4 @@
-"""Fixtures for integration tests: a private Dovecot (session) and an aiosmtpd sink (per test).
+"""Shared fixtures: a private Dovecot (one per session) and an aiosmtpd sink (one per test).
 
 Without Dovecot (or without root) the tests that use it are skipped, unless
 AWAYD_REQUIRE_DOVECOT=1, as in CI, turns the skip into a failure.
