@@ -81,7 +81,7 @@ def _secret(node: Node) -> SecretSource | None:
         return None
     key = given[0]
     if key == "password_file":
-        return SecretSource(file=Path(node.get(key, cr.as_str, "a file path", "")))
+        return SecretSource(file=Path(node.get(key, cr.as_str, "a file path", "")).expanduser())
     if key == "password_env":
         return SecretSource(env=node.get(key, cr.as_str, "an environment variable name", ""))
     if key == "password_command":
@@ -104,7 +104,7 @@ def _tls(node: Node, default: str) -> TlsSettings:
     ca = node.get("ca_file", cr.as_str, "a file path", "")
     return TlsSettings(security=cast(Security, security),
                        verify=node.get("tls_verify", cr.as_bool, "true or false", True),
-                       ca_file=Path(ca) if ca else None)
+                       ca_file=Path(ca).expanduser() if ca else None)
 
 
 def _smtp(node: Node) -> SmtpSettings:
@@ -292,7 +292,8 @@ def _contacts(node: Node, base_dir: Path) -> frozenset[str]:
     value = node.get("contacts", cr.as_str, "a file path", "")
     if not value:
         return frozenset()
-    path = Path(value) if Path(value).is_absolute() else base_dir / value
+    given = Path(value).expanduser()
+    path = given if given.is_absolute() else base_dir / given
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as err:
@@ -407,7 +408,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     state = StateSettings()
     if state_node is not None:
         state_node.reject_unknown(STATE_KEYS)
-        path = Path(state_node.get("path", cr.as_str, "a file path", str(state.path)))
+        path = Path(state_node.get("path", cr.as_str, "a file path", str(state.path))).expanduser()
         state = StateSettings(
             path=path if path.is_absolute() else base / path,
             max_delay=state_node.get("max_delay", cr.as_duration, "a duration such as 24h",

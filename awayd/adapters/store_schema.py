@@ -234,6 +234,7 @@ def _create_private(path: Path) -> None:
     # Created here rather than by SQLite so the file is 0600 from its first byte (SQLite
     # would use 0644 less the umask); the -wal and -shm files inherit the database's mode.
     try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # e.g. ~/.local/state/awayd
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as err:
         raise StateError(f"state database {path}: cannot open: {err.strerror or err}") from err

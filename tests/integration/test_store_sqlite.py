@@ -200,9 +200,10 @@ def test_a_file_that_is_not_a_database_is_refused(db_path: Path, readonly: bool)
     assert digest(db_path) == before
 
 
-def test_a_file_in_a_missing_directory_is_a_state_error(tmp_path: Path) -> None:
-    path = tmp_path / "no-such-dir" / "state.db"
-    with pytest.raises(StateError, match=r"no-such-dir/state\.db: cannot open"):
+def test_a_directory_that_cannot_be_made_is_a_state_error(tmp_path: Path) -> None:
+    (tmp_path / "plain-file").write_text("not a directory")
+    path = tmp_path / "plain-file" / "state.db"
+    with pytest.raises(StateError, match=r"plain-file/state\.db: cannot open"):
         SqliteStore.open(path)
 
 
@@ -729,3 +730,11 @@ def test_a_closed_store_refuses_work(db_path: Path) -> None:
     store.close()  # idempotent
     with pytest.raises(StateError, match="closed"):
         store.pending_count()
+
+
+def test_a_missing_parent_directory_is_created_private(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "awayd" / "state.db"
+    with SqliteStore.open(path):
+        pass
+    assert path.exists()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700

@@ -570,3 +570,8 @@ def test_retry_base_must_be_a_positive_duration(value: str) -> None:
 def test_retry_base_defaults_to_30_seconds_and_can_be_set() -> None:
     assert parse_config(MINIMAL).state.retry_base == timedelta(seconds=30)
     assert parse_config("state: {retry_base: 2s}\n" + MINIMAL).state.retry_base == timedelta(seconds=2)
+
+
+def test_paths_may_start_with_a_tilde_for_the_home_directory() -> None:
+    config = parse_config("state: {path: ~/.local/state/awayd/state.db}\n" + MINIMAL)
+    assert config.state.path == Path.home() / ".local/state/awayd/state.db"
