@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from awayd.cli import build_parser
-from awayd.config import SCHEMA, load_config
+from awayd.config import SCHEMA, load_config, parse_config
 from awayd.core import reasons
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,3 +42,8 @@ def test_every_cli_command_is_in_the_readme() -> None:
     sub = next(a for a in parser._subparsers._group_actions)  # argparse has no public view
     for name in sub.choices:
         assert f"`awayd {name}" in README, name
+
+
+@pytest.mark.parametrize("block", re.findall(r"```yaml\n(.*?)```", README, re.DOTALL))
+def test_every_yaml_example_in_the_readme_is_a_valid_config(block: str) -> None:
+    assert parse_config(block, "README.md").mailboxes
