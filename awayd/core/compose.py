@@ -7,8 +7,6 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from email import policy
-from email.message import EmailMessage
 from email.utils import format_datetime
 
 from awayd.configtypes import Mailbox, Rule, Templates
@@ -16,15 +14,12 @@ from awayd.core.i18n import format_date
 from awayd.core.message import Message, decode_words, one_line
 from awayd.core.schedule import next_change
 from awayd.core.templates import RuleVars, SenderVars, render
+from awayd.core.wire import render as render_message
 from awayd.errors import RenderError
 
 MAX_SUBJECT_CHARS = 250
 MAX_REFERENCES = 10
 MAX_ID_CHARS = 900  # a longer msg-id cannot sit on one line of at most 998 octets
-_MSG_ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
-# refold_source="none": values stored with set_raw() are written as folded here
-_SMTP = policy.SMTP.clone(refold_source="none")
-_SMTPUTF8 = policy.SMTPUTF8.clone(refold_source="none")
 
 
 @dataclass(frozen=True)
@@ -51,23 +46,7 @@ class Reply:
 
         A non-ASCII recipient address is written as UTF-8 (RFC 6532): the sender uses SMTPUTF8.
         """
-        msg = EmailMessage(policy=_SMTPUTF8 if not self.to.isascii() else _SMTP)
-        content: list[tuple[str, str]] = []
-        for name, value in self.headers:
-            if name.lower().startswith("content-"):
-                content.append((name, value))  # set_content() would delete them
-            elif name.lower() in _MSG_ID_HEADERS:
-                # the email package would RFC 2047-encode an id longer than a line (breaking
-                # threading) or decode one that looks encoded; fold between ids only
-                msg.set_raw(name, "\n ".join(value.split()))
-            else:
-                msg[name] = value
-        msg.set_content(self.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-        if self.html is not None:
-            msg.add_alternative(self.html, subtype="html", charset="utf-8", cte="quoted-printable")
-        for name, value in content:
-            msg[name] = value
-        return msg.as_bytes()
+        return render_message(self.headers, self.text, self.html)
 
 
 def ticket(message: Message) -> str:
