@@ -93,7 +93,7 @@ class Service:
         self.senders = Senders()
         self.pipeline = self._pipeline(self.config)
         self.workers: list[FolderWorker] = []
-        self.threads: list[threading.Thread] = []
+        self.threads: list[tuple[FolderWorker, threading.Thread]] = []
         self.poll_jobs: list[tuple[str, FolderWorker]] = []
         self.worker_stop = threading.Event()
         self.http: Any = None
@@ -163,7 +163,7 @@ class Service:
             if w.mailbox.imap.idle:
                 t = threading.Thread(target=w.run_idle, name=f"watch-{w.name}", daemon=True)
                 t.start()
-                self.threads.append(t)
+                self.threads.append((w, t))
                 continue
             job = scheduler.add_job(w.poll, "interval", executor="poll", id=f"poll:{w.name}",
                                     seconds=w.mailbox.imap.poll_interval.total_seconds(),
@@ -177,8 +177,12 @@ class Service:
                 scheduler.remove_job(job_id)
             worker.shutdown()
         self.poll_jobs = []
-        for t in self.threads:
-            t.join(timeout=STOP_GRACE_S)
+        for worker, t in self.threads:
+            # A folder waiting in IDLE has nothing in flight: it sees the stop at its next wake
+            # and logs out then (or the process exits first). Waiting for every wake would make
+            # a stop or reload take up to the IDLE wake interval.
+            if not worker.idling:
+                t.join(timeout=STOP_GRACE_S)
         self.threads = []
 
     def _scheduler(self) -> BackgroundScheduler:
