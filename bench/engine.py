@@ -15,6 +15,7 @@ import statistics
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from awayd.config import load_config
 from awayd.core.decide import decide
@@ -34,14 +35,9 @@ def _rate(fn: object, messages: list[bytes], seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--corpus", default=str(Path(__file__).parent.parent / "tests" / "data"))
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
-    corpus = Path(args.corpus)
+def measure(corpus: Path, seconds: float = 3.0, runs: int = 3) -> dict[str, Any]:
+    """Decisions/s of decide() over every .eml in `corpus` (with its config.yaml), and the
+    stdlib email parser over the same messages, `runs` times each for `seconds`."""
     mailbox = load_config(corpus / "config.yaml").mailboxes[0]
     messages = [p.read_bytes() for p in sorted(corpus.glob("*.eml"))]
     history = EmptyHistory()
@@ -55,20 +51,33 @@ def main() -> int:
         email.message_from_bytes(raw, policy=email.policy.compat32)
 
     one(messages[0])  # load the language model before timing
-    ours = [_rate(one, messages, args.seconds) for _ in range(args.runs)]
-    base = [_rate(baseline, messages, args.seconds) for _ in range(args.runs)]
-    result = {
+    ours = [_rate(one, messages, seconds) for _ in range(runs)]
+    base = [_rate(baseline, messages, seconds) for _ in range(runs)]
+    return {
         "messages": len(messages),
         "decisions_per_s": statistics.median(ours),
         "range": [min(ours), max(ours)],
+        "runs": ours,
         "baseline_stdlib_parse_per_s": statistics.median(base),
+        "baseline_range": [min(base), max(base)],
         "ratio_to_baseline": statistics.median(ours) / statistics.median(base),
     }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--corpus", default=str(Path(__file__).parent.parent / "tests" / "data"))
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    result = measure(Path(args.corpus), args.seconds, args.runs)
+    ours = result["runs"]
     if args.json:
         print(json.dumps(result))
     else:
         print(f"engine: {result['decisions_per_s']:,.0f} decisions/s "
-              f"(range {min(ours):,.0f}-{max(ours):,.0f}) over {len(messages)} corpus messages; "
+              f"(range {min(ours):,.0f}-{max(ours):,.0f}) over {result['messages']} corpus messages; "
               f"stdlib email parse of the same: {result['baseline_stdlib_parse_per_s']:,.0f}/s; "
               f"ratio {result['ratio_to_baseline']:.2f}")
     return 0

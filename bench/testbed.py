@@ -1,0 +1,324 @@
+"""A private Dovecot 2.3 with LMTP and Pigeonhole on 127.0.0.1 for the benchmarks.
+
+Recipe: /work/shared/DOVECOT.md. Any address is a user (static passdb/userdb, password
+"pw"), so a fresh address is a fresh, empty mailbox. Limits are sized for `max_conn`
+concurrent IMAP sessions. Needs root, like the Debian master.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pwd
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+HOST = "127.0.0.1"
+DOMAIN = "bench.example.org"
+SENDER_DOMAIN = "senders.example.net"  # .test is refused by awayd's invalid-sender guard
+PASSWORD = "pw"
+MAIL_USER = "awaydmail"
+SIEVE_PLUGIN = Path("/usr/lib/dovecot/modules/lib90_sieve_plugin.so")
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+VACATION = ('require ["vacation"];\n'
+            'vacation :days 1 :subject "Out of office" "I am away until Monday. (baseline)";\n')
+_PR_SET_PDEATHSIG = 1
+
+
+def find_dovecot() -> str | None:
+    for candidate in (shutil.which("dovecot"), "/usr/sbin/dovecot"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def unavailable_reason() -> str | None:
+    """Why the benchmark cannot run here, or None when it can."""
+    if find_dovecot() is None:
+        return "dovecot is not installed (apt-get install dovecot-imapd dovecot-lmtpd dovecot-sieve)"
+    if not SIEVE_PLUGIN.exists() or shutil.which("sievec") is None:
+        return "Pigeonhole is not installed (apt-get install dovecot-sieve)"
+    if os.geteuid() != 0:
+        return "a private dovecot needs root (its master switches to the mail uid)"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def die_with_parent() -> None:
+    """Runs in a child before exec: SIGTERM it when the harness dies, however it dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _mail_ids() -> tuple[int, int]:
+    try:
+        entry = pwd.getpwnam(MAIL_USER)
+    except KeyError:
+        subprocess.run(["useradd", "-r", "-M", "-s", "/usr/sbin/nologin", MAIL_USER], check=True)
+        entry = pwd.getpwnam(MAIL_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _group_alive(group: int) -> bool:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def end_group(group: int, timeout: float = 10.0) -> None:
+    """SIGTERM what is left of a process group we started, SIGKILL after `timeout`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _group_alive(group):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, sig)
+        deadline = time.monotonic() + timeout
+        while _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def raise_fd_limit() -> int:
+    """Soft RLIMIT_NOFILE up to the hard limit (inherited by Dovecot and awayd)."""
+    import resource  # noqa: PLC0415 - Unix only, like the rest
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class InotifyLimit:
+    """Dovecot's imap processes all run as one uid; past fs.inotify.max_user_instances (128
+    by default) IDLE silently falls back to polling every mailbox_idle_check_interval (30 s).
+    Raised for the run and put back afterwards."""
+
+    def __init__(self, wanted: int) -> None:
+        self.wanted = wanted
+        self.before: int | None = None
+        self.now: int | None = None
+
+    def __enter__(self) -> InotifyLimit:
+        with contextlib.suppress(OSError, ValueError):
+            self.before = self.now = int(INOTIFY_INSTANCES.read_text())
+            if self.before < self.wanted:
+                INOTIFY_INSTANCES.write_text(f"{self.wanted}\n")
+                self.now = int(INOTIFY_INSTANCES.read_text())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.before is not None and self.now != self.before:
+            with contextlib.suppress(OSError):
+                INOTIFY_INSTANCES.write_text(f"{self.before}\n")
+
+
+class Dovecot:
+    """One private instance (IMAP, LMTP with Sieve) whose replies go to `submission_port`."""
+
+    def __init__(self, submission_port: int, max_conn: int = 1100) -> None:
+        binary = find_dovecot()
+        if binary is None:
+            raise RuntimeError("dovecot is not installed")
+        self.binary = binary
+        # Not a 0700 temp dir: Dovecot's auth process (user `dovecot`) must traverse it.
+        self.dir = Path(tempfile.mkdtemp(prefix="awayd-bench-dovecot-"))
+        self.imap_port = free_port()
+        self.lmtp_port = free_port()
+        self.submission_port = submission_port
+        self.max_conn = max_conn
+        self.conf_path = self.dir / "dovecot.conf"
+        self.password_file = self.dir / "imap.pass"
+        self.uid, self.gid = _mail_ids()
+        self._proc: subprocess.Popen[bytes] | None = None
+        for sub in ("run", "state", "log", "home"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        os.chmod(self.dir / "log", 0o755)
+        os.chown(self.dir / "home", self.uid, self.gid)
+        os.chmod(self.dir / "home", 0o755)
+        self.password_file.write_text(PASSWORD + "\n", encoding="utf-8")
+        os.chmod(self.password_file, 0o600)
+        self.conf_path.write_text(self._config(), encoding="utf-8")
+
+    def start(self, timeout: float = 20.0) -> None:
+        with (self.dir / "log" / "master.out").open("ab") as out:
+            self._proc = subprocess.Popen(  # output to a file: children would hold a pipe open
+                [self.binary, "-F", "-c", str(self.conf_path)], stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,  # noqa: PLW1509
+                start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"dovecot exited at start:\n{self.log_tail()}")
+            if listening(self.imap_port) and listening(self.lmtp_port):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"dovecot did not answer within {timeout:g} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        end_group(proc.pid)  # start_new_session: the group id is the master's pid
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def master_pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def log_tail(self, chars: int = 3000) -> str:
+        parts = []
+        for name in ("dovecot.log", "master.out"):
+            path = self.dir / "log" / name
+            if path.exists():
+                parts.append(path.read_text(encoding="utf-8", errors="replace"))
+        return "".join(parts)[-chars:]
+
+    def version(self) -> str:
+        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    # -- users -----------------------------------------------------------------------------
+
+    def new_user(self, prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:8]}@{DOMAIN}"
+
+    def install_vacation(self, user: str, script: str = VACATION) -> None:
+        """Give `user` the Pigeonhole vacation script (precompiled, owned by the mail uid)."""
+        home = self.dir / "home" / user.lower()
+        home.mkdir(parents=True, exist_ok=True)
+        os.chown(home, self.uid, self.gid)
+        path = home / ".dovecot.sieve"
+        path.write_text(script, encoding="utf-8")
+        subprocess.run(["sievec", "-c", str(self.conf_path), "-u", user, str(path)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for made in (path, home / ".dovecot.svbin"):
+            if made.exists():
+                os.chown(made, self.uid, self.gid)
+
+    def lmtp(self) -> smtplib.LMTP:
+        return smtplib.LMTP(HOST, self.lmtp_port, timeout=30)
+
+    def _config(self) -> str:
+        d, uid, gid, n = self.dir, self.uid, self.gid, self.max_conn
+        return f"""\
+# private benchmark instance written by bench/testbed.py; not /etc/dovecot
+instance_name = awayd-bench-{self.imap_port}
+base_dir = {d}/run
+state_dir = {d}/state
+listen = 127.0.0.1
+protocols = imap lmtp
+log_path = {d}/log/dovecot.log
+info_log_path = {d}/log/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_cache_size = 1M
+default_internal_user = dovecot
+default_login_user = dovenull
+mail_uid = {uid}
+mail_gid = {gid}
+first_valid_uid = {uid}
+last_valid_uid = {uid}
+first_valid_gid = {gid}
+last_valid_gid = {gid}
+mail_location = maildir:~/Maildir
+mail_fsync = never
+mail_max_userip_connections = {n}
+passdb {{
+  driver = static
+  args = password={PASSWORD}
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={d}/home/%Lu allow_all_users=yes
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+default_process_limit = {n}
+default_client_limit = {2 * n}
+default_vsz_limit = 512M
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.imap_port}
+  }}
+  service_count = 0
+  process_min_avail = 2
+  client_limit = {2 * n}
+}}
+service imap {{
+  process_limit = {n}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {self.lmtp_port}
+  }}
+  process_min_avail = 1
+}}
+service auth {{
+  client_limit = {4 * n}
+}}
+service anvil {{
+  client_limit = {4 * n}
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+service stats {{
+  client_limit = {4 * n}
+}}
+protocol imap {{
+  mail_max_userip_connections = {n}
+}}
+lda_mailbox_autocreate = yes
+postmaster_address = postmaster@{DOMAIN}
+hostname = mx.{DOMAIN}
+submission_host = {HOST}:{self.submission_port}
+lmtp_save_to_detail_mailbox = no
+protocol lmtp {{
+  mail_plugins = $mail_plugins sieve
+  postmaster_address = postmaster@{DOMAIN}
+}}
+plugin {{
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}}
+"""
