@@ -269,7 +269,7 @@ def body_text(raw: bytes) -> str:
     assert isinstance(msg, EmailMessage)
     part = msg.get_body(preferencelist=("plain",))
     assert part is not None, raw[:500]
-    return str(part.get_content())  # type: ignore[attr-defined]
+    return str(part.get_content())
 
 
 def to_one(mails: Sequence[Any], address: str) -> list[Any]:

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon import Daemon, Daemons, awayd, mailbox, message, state_path, write_config
+from tests.integration.daemon import Daemon, Daemons, awayd, message, state_path
 from tests.integration.dovecot import Dovecot
 from tests.integration.smtpsink import SmtpSink
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    with Daemons(tmp_path) as made:
-        yield made
-
-
-@pytest.fixture
-def config(tmp_path: Path, dovecot: Dovecot, mail_user: str, smtp_sink: SmtpSink) -> Path:
-    return write_config(tmp_path / "awayd.yaml", sink=smtp_sink,
-                        mailboxes=[mailbox("alice", mail_user, dovecot)])
 
 
 def ok(*args: str, config: Path) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,6 @@ from tests.integration.dovecot import Dovecot
 from tests.integration.smtpsink import SmtpSink
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    with Daemons(tmp_path) as made:
-        yield made
 
 
 def config_for(tmp_path: Path, user: str, dovecot: Dovecot, sink: SmtpSink, **box: object) -> Path:

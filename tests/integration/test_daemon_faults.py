@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,18 +32,6 @@ pytestmark = pytest.mark.integration
 
 EX_UNAVAILABLE = 69
 EX_TEMPFAIL = 75
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    with Daemons(tmp_path) as made:
-        yield made
-
-
-@pytest.fixture
-def config(tmp_path: Path, dovecot: Dovecot, mail_user: str, smtp_sink: SmtpSink) -> Path:
-    return write_config(tmp_path / "awayd.yaml", sink=smtp_sink,
-                        mailboxes=[mailbox("alice", mail_user, dovecot)])
 
 
 def outbox_rows(config: Path) -> list[tuple[str, str, int]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,6 @@ from tests.integration.dovecot import Dovecot, free_port
 from tests.integration.smtpsink import SmtpSink
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    with Daemons(tmp_path) as made:
-        yield made
 
 
 def get(url: str) -> tuple[int, str]:
