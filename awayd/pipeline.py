@@ -100,7 +100,6 @@ class Pipeline:
     def process(self, item: Incoming) -> Decision:
         """Decide one message and commit the decision, outbox row and checkpoint together."""
         mb = item.mailbox
-        self._mailboxes[mb.name] = mb
         self.events.seen(mb.name)
         with self._lock_for(mb.name):  # history read and reservation must not interleave
             now = self.clock()
@@ -116,10 +115,11 @@ class Pipeline:
                 mailbox=mb.name, folder=item.folder, uidvalidity=item.uidvalidity, uid=item.uid,
                 at=now, sender=decision.sender, reason=decision.reason, rule=decision.rule_name,
                 message_id=decision.message_id,
-                reply=None if reply is None else self._draft(reply.envelope_from, reply.envelope_to,
-                                                             reply.message_id, reply.to_bytes()),
-                reservation=None if reply is None or decision.rule is None else self._reservation(
-                    decision.sender_key or "", decision.rule.handle, now),
+                reply=None if reply is None else OutboxDraft(
+                    message_id=reply.message_id, recipient=reply.envelope_to,
+                    envelope_from=reply.envelope_from, message=reply.to_bytes()),
+                reservation=None if reply is None or decision.rule is None else Reservation(
+                    sender_key=decision.sender_key or "", rule_handle=decision.rule.handle),
             )
         event = self.log.error if decision.reason == r.RENDER_ERROR else self.log.info
         event("message.processed", mailbox=mb.name, folder=item.folder, uid=item.uid,
@@ -131,15 +131,6 @@ class Pipeline:
             fault_point("after-record")
             self.deliver_id(outbox_id)
         return decision
-
-    @staticmethod
-    def _draft(envelope_from: str, recipient: str, message_id: str, data: bytes) -> OutboxDraft:
-        return OutboxDraft(envelope_from=envelope_from, recipient=recipient,
-                           message_id=message_id, message=data)
-
-    @staticmethod
-    def _reservation(sender_key: str, rule_handle: str, at: datetime) -> Reservation:
-        return Reservation(sender_key=sender_key, rule_handle=rule_handle)
 
     def deliver_id(self, outbox_id: int) -> None:
         """Send one outbox row; mark it sent, to retry, or failed. Never raises SendError."""

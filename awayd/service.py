@@ -6,8 +6,6 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -38,11 +36,6 @@ RETRY_CAP_S = 3600.0
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class RunResult:
-    exit_code: int
 
 
 class Senders:
@@ -288,5 +281,3 @@ def run_service(config_path: Path, *, once: bool) -> int:
     service = Service(config_path)
     return service.run_once() if once else service.run()
 
-
-SignalHandler = Callable[[int, FrameType | None], None]
