@@ -11,6 +11,7 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from awayd.configtypes import Mailbox
+from awayd.core import machine
 from awayd.core import reasons as r
 from awayd.core.message import Address, Message, one_line, unwrap_srs
 
@@ -39,17 +40,11 @@ Guard = Callable[[Context], str | None]  # returns a human detail when it refuse
 
 _SYSTEM_LOCAL = re.compile(
     r"^(mailer-daemon|postmaster|listserv|majordomo|mailman|.+-request|owner-.+|.*-bounces?(\+.*)?"
-    r"|bounces?(\+.*)?|.*-bounces-.*|bounce-.+)$"
+    r"|bounces?([-+=_].+)?|.+-bounces?([-+=].*)?)$"
 )
+_BATV = re.compile(r"^(prvs|btv1|msprvs1)=[^=]+=(.+)$")  # BATV tags the local part: prvs=tag=bob
 _NOREPLY_LOCAL = re.compile(
     r"^(no[-_.]?reply|do[-_.]?not[-_.]?reply|dont[-_.]?reply|notifications?[-_.]?only)([-_.+].*)?$"
-)
-_AUTO_SUBJECT = re.compile(
-    r"^\s*(auto(matic)?[ -]?(reply|response|answer)\b|auto:|autoreply|out of (the )?office\b"
-    r"|r[ée]ponse automatique|absence du bureau|abwesenheitsnotiz|automatische antwort"
-    r"|respuesta autom[aá]tica|risposta automatica|resposta autom[aá]tica|automatisch antwoord"
-    r"|fuori sede|ausente|afwezig)",
-    re.IGNORECASE,
 )
 _AUTORESPONDER_HEADERS = ("x-autoreply", "x-autorespond", "x-auto-reply-from", "x-mail-autoreply",
                           "x-autoresponder", "x-auto-reply", "x-vacation")
@@ -136,6 +131,10 @@ def _loop(c: Context) -> str | None:
         # whole addresses only: X-Loop: malice@example.org does not name alice@example.org
         if own & set(_ADDRESS_TOKEN.findall(value.lower())):
             return "X-Loop names this mailbox"
+    for value in c.message.get_all("x-ms-exchange-inbox-rules-loop"):
+        # Exchange adds it when a mailbox's inbox rule forwarded or answered the message
+        if own & set(_ADDRESS_TOKEN.findall(value.lower())):
+            return "X-MS-Exchange-Inbox-Rules-Loop names this mailbox"
     mid = (c.message.message_id or "").lower()
     if mid.startswith("<awayd."):
         return "Message-ID is one of awayd's own replies"
@@ -147,14 +146,17 @@ def _local_parts(c: Context) -> list[str]:
     sender_from = c.message.from_address
     if sender_from is not None:
         parts.append(unwrap_srs(sender_from.address).lower().rpartition("@")[0])
-    return parts
+    return [m.group(2) if (m := _BATV.match(p)) else p for p in parts]
 
 
 def _system_sender(c: Context) -> str | None:
     for local in _local_parts(c):
         if _SYSTEM_LOCAL.match(local):
             return f"local part {local!r} belongs to a mail system"
-    return None
+    sender_from = c.message.from_address
+    if sender_from is not None and machine.system_display_name(sender_from.name):
+        return f"From {sender_from.name!r} is a mail system's name"
+    return machine.cron_mail(c.message, _local_parts(c))
 
 
 def _noreply_sender(c: Context) -> str | None:
@@ -192,37 +194,62 @@ def _list(c: Context) -> str | None:
     for name in _LIST_HEADERS:
         if c.message.has(name):
             return f"{name.title()} header: mail from a mailing list"
+    if machine.human_client(c.message) is None:
+        found = machine.moderation(c.message.subject, _text(c))
+        if found:
+            return f"{found!r}: a list's moderation notice"
     return None
 
 
+def _text(c: Context) -> str:
+    return machine.opening_text(c.message)
+
+
 def _dsn(c: Context) -> str | None:
-    ct = c.message.content_type
-    if "multipart/report" in ct and "delivery-status" in ct:
-        return "a delivery status notification (multipart/report)"
-    if ct.startswith("message/delivery-status"):
-        return "a delivery status notification"
+    kind = machine.report_kind(c.message)
+    if kind is not None and kind != "disposition-notification":
+        what = {"delivery-status": "a delivery status notification",
+                "feedback-report": "an abuse or feedback report (RFC 5965)"}.get(kind, "a report")
+        return f"{what} (multipart/report{'; ' + kind if kind else ''})"
     if c.message.has("x-failed-recipients"):
         return "X-Failed-Recipients: a bounce"
+    client = machine.human_client(c.message)
+    if client is not None:
+        return None  # a person's mail client: wording alone does not make it a bounce
+    subject = c.message.subject
+    if machine.bounce_subject(subject):
+        return f"subject {subject[:60]!r} is a bounce or a filter's notice"
+    found = machine.bounce_text(_text(c))
+    if found:
+        return f"the text opens like a bounce or a filter's notice ({found!r})"
     return None
 
 
 def _mdn(c: Context) -> str | None:
-    ct = c.message.content_type
-    if "disposition-notification" in ct:
+    if machine.report_kind(c.message) == "disposition-notification":
         return "a read receipt (disposition notification)"
     return None
 
 
 def _autoresponder(c: Context) -> str | None:
+    m = c.message
     for name in _AUTORESPONDER_HEADERS:
-        if c.message.has(name):
+        if m.has(name):
             return f"{name} header: another auto-responder"
-    for value in c.message.get_all("x-autogenerated"):
+    for value in m.get_all("x-autogenerated"):
         if value.strip().lower() == "reply":
             return "X-Autogenerated: Reply"
-    subject = c.message.subject
-    if _AUTO_SUBJECT.match(subject):
+    for value in m.get_all("precedence"):
+        if value.strip().lower().replace("-", "_") == "auto_reply":
+            return "Precedence: auto_reply"
+    subject = m.subject
+    if machine.strong_auto_subject(subject):
         return f"subject {subject[:60]!r} is an automatic reply"
+    if machine.human_client(m) is not None:
+        return None  # a person who writes about an absence is answered
+    found = machine.auto_text(_text(c))
+    if found:
+        return f"the text opens like an automatic reply ({found!r})"
     return None
 
 

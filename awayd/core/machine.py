@@ -1,0 +1,317 @@
+"""Machine mail by content: reports, bounce and auto-reply wording, and the signals of a person.
+
+The header guards catch well-behaved machines. These checks catch the rest when the envelope
+looks human (a broken MTA or a forwarder that rewrote the null Return-Path): the MIME shape of
+a report, the subjects and opening words of the major MTAs, filters and auto-responders in the
+major languages. Wording is weaker evidence than a header, so a real mail client's User-Agent or
+X-Mailer outweighs it; the MIME shape does not. Only the first TEXT_PREFIX bytes of the body are
+read, which is what the daemon fetches.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import quopri
+import re
+
+from awayd.core.message import Message
+
+#: Bytes of body text the daemon fetches with the header and the guards read.
+TEXT_PREFIX = 1024
+
+_REPORT_PART = re.compile(
+    rb"content-type:[ \t]*message/(global-)?(delivery-status|feedback-report|disposition-notification)",
+    re.IGNORECASE,
+)
+_TAG = r"^\s*(\[[^\]]{0,40}\]\s*)*"  # a filter's [SPAM] or [EXTERNAL] tag before the words
+
+_BOUNCE_SUBJECT = re.compile(
+    _TAG + r"("
+    r"undeliver(able|ed)\b|non[- ]?deliver(able|y)\b|returned mail\b|return(ed)? to sender"
+    r"|mail delivery (failed|failure|warning|notification|error|problem|report)"
+    r"|delivery (status notification|notification|failure|has failed)"
+    r"|delivery (failed|report|problem|delayed|warning|error)(\s*[:(]|\s*$)"
+    r"|failure notice|failed delivery|delayed mail|message delayed"
+    r"|mail (could not|couldn't|cannot) be delivered"
+    r"|(could not|cannot|unable to) deliver (your |the )?(message|mail|e-?mail)"
+    r"|message (delivery )?(not delivered|undeliverable|failure|failed|delivery failure)"
+    r"|warning: (could not send|message delayed|delayed)|mail system error|notice of delivery failure"
+    r"|(ndr|ndn)\b|unzustellbar|nicht zustellbar|zustellung fehlgeschlagen|benachrichtigung zum"
+    r"|übermittlungsstatus|non remis|non distribuable|échec de (la )?(remise|distribution)"
+    r"|message non remis|notification d'état de (la )?remise|rapport de non-remise"
+    r"|no se (puede|pudo) entregar|no entregado|imposible entregar|error de entrega"
+    r"|notificación de estado de (la )?entrega|onbestelbaar|niet bezorgd|kan niet worden bezorgd"
+    r"|impossibile recapitare|mancato recapito|non recapitat|não (é possível|foi possível) entregar"
+    r"|não entregue|falha na entrega|olevererbar|ikke leveret|kan ikke leveres|kunde inte levereras"
+    r"|nie można dostarczyć|niedostarczon|nedoručiteln|nelze doručit|kézbesíthetetlen"
+    r"|teslim edilemedi|iletilemedi|недоставлен|не доставлен|не удалось доставить"
+    r"|無法傳遞|无法投递|無法投遞|配信不能|配信エラー|전달 실패"
+    r"|(virus|malware|worm)( found| detected| alert| warning| notification| in |!)"
+    r"|(banned|blocked) (file|content|attachment|message|e-?mail)|mail security alert"
+    r"|(your )?(message|e-?mail|mail) (was |has been )?(blocked|quarantined|rejected)\b"
+    r"|content filter|attachment (removed|blocked|stripped)"
+    r"|(symantec|mcafee|sophos|trend ?micro|interscan|eset|kaspersky|anti-?virus|mail ?scanner)\b"
+    r".{0,60}\b(detected|alert|notification|quarantin|blocked|violation|replaced|removed|found)"
+    r")",
+    re.IGNORECASE,
+)
+
+_BOUNCE_TEXT = re.compile(
+    r"this is the mail system at host|created automatically by mail delivery software"
+    r"|the original message was received at|had permanent fatal errors|this is the qmail-send program"
+    r"|wasn't able to deliver your message|was not able to deliver your message"
+    r"|delivery to the following recipients? (has )?(failed|was unsuccessful)"
+    r"|delivery has failed to these recipients|did not reach some or all of the intended recipients"
+    r"|(could not|couldn't|cannot|can't) be delivered to"
+    r"|your (e-?mail |original )?message (could not|couldn't|cannot|can't|was not|wasn't|has not been)"
+    r" (be )?delivered|(message|mail) (could not|cannot|couldn't) be delivered"
+    r"|unable to deliver|did not reach the following recipient|could not deliver (the |your )?message"
+    r"|delivery status notification|message delivery (has )?failed"
+    r"|was undeliverable|undeliverable (mail|message)|failed permanently|permanent fatal error"
+    r"|failed recipients?:|non[- ]?delivery (report|notification)|-+ ?returned mail ?-+"
+    r"|delivery of (your |the )?(e-?mail|message|mail)\b.{0,120}\b(postponed|delayed|failed)"
+    r"|(remote host|server) said: ?[45]\d\d|\b[45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}\b"
+    r"|n'a pas pu être (remis|délivré|distribué)|n'a pas pu etre (remis|delivre)|non remis"
+    r"|konnte nicht zugestellt werden|unzustellbar|nicht zugestellt"
+    r"|no (pudo|se pudo|ha podido) ser entregad|no se (pudo|puede) entregar"
+    r"|non è stato (possibile )?recapitat|impossibile recapitare|kon niet (worden )?bezorgd"
+    r"|não (pôde|foi possível|pode) ser entregue|nie (można|mogła|może) (zostać |być )?dostarcz"
+    r"|не может быть доставлено|не было доставлено|не удалось доставить"
+    r"|(a |the )?virus (was )?(found|detected)|(contains|contained|infected with) (a |the )?virus"
+    r"|virus alert|(has been|was) quarantined|banned (file|content|attachment)"
+    r"|blocked by (our|the) (content|spam|virus|mail) (filter|policy|gateway)"
+    r"|(anti-?virus|content filter(ing)?|mail security) (system|software|scanner|gateway|has)"
+)
+
+_AUTO_SUBJECT_STRONG = re.compile(
+    _TAG + r"("
+    r"auto(matic|matisch|matique|mated)?[ -]?(reply|response|answer|antwort|réponse|respuesta)\s*[:\-]"
+    r"|auto(matic)?[ -]?(reply|response)\s*$|autoreply\b|auto:|out of (the )?office\s*(auto ?reply)?\s*[:\-]"
+    r"|out of (the )?office( auto ?reply| reply| notification| notice)?\s*$"
+    r"|(i am|i'm) (currently )?(out of (the )?office|away|on (vacation|holiday|leave))\b"
+    r"|away from (my|the) (office|desk|e-?mail)\b|on (vacation|holiday|leave)\s*[:\-]"
+    r"|r[ée]ponse automatique|absence du bureau|absent(e)? du bureau|abwesenheitsnotiz"
+    r"|automatische antwort|abwesend\s*[:\-]|respuesta autom[aá]tica|fuera de la oficina"
+    r"|risposta automatica|fuori sede\s*[:\-]|fuori ufficio|resposta autom[aá]tica"
+    r"|fora do escrit[oó]rio|automatisch antwoord|afwezig\s*[:\-]|ausente\s*[:\-]"
+    r"|automatyczna odpowied[zź]|automatick[aá] odpov[eě]d|automatikus v[aá]lasz|autosvar"
+    r"|autom[aā]tisk[aā] atbilde|automaattinen vastaus|otomatik yan[ıi]t|автоматический ответ"
+    r"|αυτόματη απάντηση"
+    r"|自动回复|自動回覆|自動返信|자동 응답"
+    r")",
+    re.IGNORECASE,
+)
+#: A machine saying it is one: enough on its own (a person's mail client outweighs it).
+_AUTO_TEXT = re.compile(
+    r"this is an? (automatic|automated|auto-generated|automatically generated)"
+    r" (reply|response|answer|message)|(apologi[sz]e|sorry) for this automatic reply"
+    r"|this (e-?mail|message|reply) (is|was) (sent |generated )?automatically"
+    r"|ceci est une réponse automatique|(dies ist )?eine automatische antwort"
+    r"|diese nachricht wurde automatisch|esta es una respuesta automática"
+    r"|questa è una risposta automatica|dit is een automatisch antwoord|esta é uma resposta automática"
+    r"|only (accept|allow) (incoming )?(e-?mail|messages) (only )?from (senders|people) (i|who)"
+    r"|(messages|mail) only from senders i have approved|list of approved senders"
+    r"|(click|follow) (on )?(the|this) (following )?link (below )?to"
+    r" (have your (e-?mail )?address|verify|confirm|complete)"
+    r"|challenge[- /]response|protected by (bluebottle|boxbe|spam ?arrest|mailblocks|choicemail)"
+    r"|boxbe|verify (that )?you are (a )?(human|real person|not a (robot|spammer))"
+    r"|your (e-?mail|message) (is|has been) (pending|waiting) (for )?(approval|verification)"
+)
+#: Being away: a person writes that too ("Out of office coverage plan"), so it counts only
+#: after the thanks for the message that auto-replies open with.
+_AWAY_TEXT = re.compile(
+    r"(i am|i'm|i will be|i'll be) (currently )?(out of (the )?office|away from (the|my) (office|desk)"
+    r"|on (vacation|holiday|leave)|travel(l)?ing|away|absent)"
+    r"|je suis (actuellement )?(absente?|en congés?)|ich bin .{0,40}(abwesend|nicht im büro|im urlaub)"
+    r"|estoy (fuera de la oficina|de vacaciones|ausente)|sono (fuori ufficio|in ferie|assente)"
+    r"|ik ben (afwezig|met vakantie|niet aanwezig)|will (be back|return) (on|in|at|to)"
+)
+_ACK_TEXT = re.compile(
+    r"^(dear [^,.]{0,40}[,.]? )?(thank you|thanks|many thanks) (very much )?for (your|the)"
+    r" (e-?mail|message|mail|note)|^merci (pour|de) votre (message|mail|courriel|e-mail)"
+    r"|^(vielen )?dank für ihre (nachricht|e-?mail|mail)|^gracias por su (mensaje|correo|e-?mail)"
+    r"|^grazie per (il suo|la sua|il tuo|la tua) (messaggio|mail|e-?mail)"
+    r"|^bedankt voor (uw|je) (bericht|e-?mail|mail)"
+)
+_MODERATION = re.compile(
+    r"awaits moderator approval|held (for|until) (the )?(list )?(moderat|approval|owner)"
+    r"|requires? (moderator|list owner|owner|admin(istrator)?) approval|held for moderation"
+    r"|pending (moderator|moderation|list owner) approval|awaiting moderat|needs? moderator approval"
+    r"|post(ing)? to .{1,80} requires approval|message (has been|was) held",
+    re.IGNORECASE,
+)
+_HUMAN_CLIENT = re.compile(
+    r"outlook|thunderbird|apple ?mail|iphone|ipad|mutt|evolution|kmail|claws|sylpheed|roundcube"
+    r"|sogo|horde|imp\b|squirrelmail|rainloop|snappymail|k-?9|fairemail|seamonkey|icedove|eudora"
+    r"|the bat|pegasus|mailmate|postbox|airmail|spark|mailspring|\bmew\b|gnus|emacs|alpine|\bpine\b"
+    r"|notmuch|\balot\b|aerc|geary|mailpile|zimbra|lotus notes|becky|opera|foxmail|yahoomail"
+    r"|windows (live )?mail|em ?client|mozilla|messenger-pro|\bvm\b|balsa|trojit|canary|superhuman"
+    r"|proton|tutanota|mailbird|bluemail|newton|blackberry|android|samsung|sparrow|gmail|webmail"
+    r"|nine|aquamail|edison|polymail|hey\b|fastmail|mimestream|newsfox|marcoposo",
+    re.IGNORECASE,
+)
+#: Mail systems that put their name in X-Mailer: a server, gateway or library is not a person.
+_NOT_CLIENT = re.compile(
+    r"internet agent|mail service|gateway|daemon|\bmta\b|smtp|server|mailer-daemon|exchange|filter"
+    r"|scanner|security|virus|bounce|cron|php|perl|mime::|python|java|nodemailer|swiftmailer"
+    r"|phpmailer|mailman|sympa|listserv|majordomo|ezmlm|mailchimp|sendgrid|amazon|postfix|sendmail"
+    r"|exim|qmail|notification|noreply|no-reply|socketlabs",
+    re.IGNORECASE,
+)
+_SYSTEM_NAME = re.compile(
+    r"^\W*(mail(er)?[- ]?daemon|mail delivery (sub)?system|mail delivery service|mail delivery"
+    r"|postmaster|mail administrator|mail system|mail(er)? system administrator|mail transport"
+    r"|internet mail delivery|delivery status notification|mail delivery agent|mailer|e-?mail delivery"
+    r"|mail security|e-?mail security|content filter|anti-?virus|virus ?wall|mail ?scanner"
+    r"|symantec.*|mcafee.*|sophos.*|trend ?micro.*|interscan.*|barracuda.*|mimecast.*"
+    r"|cron daemon|anacron|logwatch|logcheck)\W*$",
+    re.IGNORECASE,
+)
+_CRON_SUBJECT = re.compile(
+    r"^\s*(cron|anacron) <[^<>\s]+@[^<>\s]+>|^\s*output (of|from) your (cron|at)?\s*job", re.IGNORECASE
+)
+_DAEMON_LOCAL = re.compile(
+    r"^(root|daemon|nobody|cron|anacron|logwatch|logcheck|www-data|apache|nagios"
+    r"|zabbix|munin|smartd|mdadm|backup|amavis|clamav|spamd|fetchmail)$"
+)
+_QUOTE_START = re.compile(
+    r"^\s*(>|-{3,}\s*(original message|forwarded message|ursprüngliche nachricht|message d'origine"
+    r"|mensaje original|messaggio originale)|_{10,}|on .{5,120} wrote:|le .{5,120} a écrit\s*:"
+    r"|am .{5,120} schrieb .{1,80}:|from: )",
+    re.IGNORECASE | re.MULTILINE,
+)
+_PREAMBLE = re.compile(r"^this is a (multi-?part|mime[- ]encapsulated) message", re.IGNORECASE)
+_PART_HEADER = re.compile(r"^(content-[a-z-]+|mime-version)\s*:", re.IGNORECASE)
+_TAGS = re.compile(r"<[^<>]{0,400}>")
+_ENTITY = re.compile(r"&(nbsp|#160|amp|lt|gt|quot|#39);")
+_SPACE = re.compile(r"\s+")
+
+
+def human_client(message: Message) -> str | None:
+    """The User-Agent or X-Mailer of a mail client a person types in, if there is one."""
+    for name in ("user-agent", "x-mailer", "x-newsreader"):
+        for value in message.get_all(name):
+            if _HUMAN_CLIENT.search(value) and not _NOT_CLIENT.search(value):
+                return value.strip()[:60]
+    return None
+
+
+def report_kind(message: Message) -> str | None:
+    """The report a multipart/report or a report part says it is: 'delivery-status', …, ''."""
+    ct = message.content_type
+    if ct.startswith("multipart/report"):
+        m = re.search(r"report-type\s*=\s*\"?([a-z0-9.+-]+)", ct)
+        return m.group(1) if m else ""
+    if ct.startswith(("message/delivery-status", "message/global-delivery-status")):
+        return "delivery-status"
+    if ct.startswith("message/feedback-report"):
+        return "feedback-report"
+    if ct.startswith("multipart/"):
+        part = _REPORT_PART.search(message.body[:TEXT_PREFIX])
+        if part:
+            return part.group(2).decode().lower()
+    return None
+
+
+def _decode_part(lines: list[str], encoding: str) -> str:
+    text = "\n".join(lines)
+    if encoding == "base64":
+        chunk = "".join(line.strip() for line in lines if line.strip() and not line.startswith("--"))
+        chunk = chunk[: len(chunk) - len(chunk) % 4]
+        try:
+            return base64.b64decode(chunk, validate=False).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            return text
+    if encoding == "quoted-printable":
+        return quopri.decodestring(text.encode("utf-8", "replace")).decode("utf-8", "replace")
+    return text
+
+
+def opening_text(message: Message) -> str:
+    """The first words of the first text part, lowercased on one line, quoted text cut off."""
+    raw = message.body[:TEXT_PREFIX]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    encoding = (message.get("content-transfer-encoding") or "").strip().lower()
+    lines = text.replace("\r", "").split("\n")
+    i = 0
+    in_headers = False
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        if in_headers:
+            if not stripped:
+                in_headers = False
+            elif _PART_HEADER.match(stripped) and stripped.lower().startswith("content-transfer-encoding"):
+                encoding = stripped.split(":", 1)[1].strip().lower()
+            i += 1
+            continue
+        if not stripped or _PREAMBLE.match(stripped):
+            i += 1
+        elif stripped.startswith("--") and " " not in stripped:
+            in_headers = True  # a MIME boundary: the part's own header block follows
+            i += 1
+        elif _PART_HEADER.match(stripped):
+            in_headers = True
+        else:
+            break
+    body = _decode_part(lines[i:], encoding)
+    if "<" in body and ">" in body:
+        body = _ENTITY.sub(" ", _TAGS.sub(" ", body))
+    quoted = _QUOTE_START.search(body)
+    if quoted:
+        body = body[: quoted.start()]
+    return _SPACE.sub(" ", body).strip().lower()[:TEXT_PREFIX]
+
+
+def bounce_subject(subject: str) -> bool:
+    return bool(_BOUNCE_SUBJECT.match(subject))
+
+
+def bounce_text(text: str) -> str | None:
+    m = _BOUNCE_TEXT.search(text)
+    return m.group(0) if m else None
+
+
+def strong_auto_subject(subject: str) -> bool:
+    """`Automatic reply:`, `Auto:`, `Out of Office:` and the like: what clients and servers write.
+
+    A subject that only mentions an absence ("Out of office coverage plan") is not one."""
+    return bool(_AUTO_SUBJECT_STRONG.match(subject))
+
+
+def auto_text(text: str) -> str | None:
+    """The opening of an automatic reply: one that says so, or thanks and then says away."""
+    m = _AUTO_TEXT.search(text)
+    if m:
+        return m.group(0)
+    if _ACK_TEXT.match(text):
+        away = _AWAY_TEXT.search(text, 0, 400)
+        if away:
+            return away.group(0)
+    return None
+
+
+def moderation(subject: str, text: str) -> str | None:
+    m = _MODERATION.search(subject) or _MODERATION.search(text)
+    return m.group(0) if m else None
+
+
+def system_display_name(name: str) -> bool:
+    return bool(name) and bool(_SYSTEM_NAME.match(name))
+
+
+def cron_mail(message: Message, local_parts: list[str]) -> str | None:
+    """Output of cron, at and friends: X-Cron-Env, a `Cron <user@host>` subject, or root@ and the
+    like with no mail client at all."""
+    if message.has("x-cron-env"):
+        return "X-Cron-Env header: output of a cron job"
+    if _CRON_SUBJECT.match(message.subject):
+        return f"subject {message.subject[:60]!r} is a cron job's output"
+    for local in local_parts:
+        if _DAEMON_LOCAL.match(local) and human_client(message) is None:
+            return f"{local}@ without a mail client: a system account's mail"
+    return None
