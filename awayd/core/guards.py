@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 
@@ -34,6 +34,8 @@ class Context:
     arrival: datetime | None  # INTERNALDATE; None: judged from the topmost Received: line
     sender: str | None = None  # envelope sender as written; None before guard 3 ran
     sender_key: str = ""
+    #: what several guards derive from the body, derived once (never compared or hashed)
+    memo: dict[str, str | None] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
 
 Guard = Callable[[Context], str | None]  # returns a human detail when it refuses
@@ -150,13 +152,14 @@ def _local_parts(c: Context) -> list[str]:
 
 
 def _system_sender(c: Context) -> str | None:
-    for local in _local_parts(c):
+    parts = _local_parts(c)
+    for local in parts:
         if _SYSTEM_LOCAL.match(local):
             return f"local part {local!r} belongs to a mail system"
     sender_from = c.message.from_address
     if sender_from is not None and machine.system_display_name(sender_from.name):
         return f"From {sender_from.name!r} is a mail system's name"
-    return machine.cron_mail(c.message, _local_parts(c))
+    return machine.cron_mail(c.message, parts)
 
 
 def _noreply_sender(c: Context) -> str | None:
@@ -194,7 +197,7 @@ def _list(c: Context) -> str | None:
     for name in _LIST_HEADERS:
         if c.message.has(name):
             return f"{name.title()} header: mail from a mailing list"
-    if machine.human_client(c.message) is None:
+    if _client(c) is None:
         found = machine.moderation(c.message.subject, _text(c))
         if found:
             return f"{found!r}: a list's moderation notice"
@@ -202,19 +205,32 @@ def _list(c: Context) -> str | None:
 
 
 def _text(c: Context) -> str:
-    return machine.opening_text(c.message)
+    if "text" not in c.memo:
+        c.memo["text"] = machine.opening_text(c.message)
+    return c.memo["text"] or ""
+
+
+def _report(c: Context) -> str | None:
+    if "report" not in c.memo:
+        c.memo["report"] = machine.report_kind(c.message)
+    return c.memo["report"]
+
+
+def _client(c: Context) -> str | None:
+    if "client" not in c.memo:
+        c.memo["client"] = machine.human_client(c.message)
+    return c.memo["client"]
 
 
 def _dsn(c: Context) -> str | None:
-    kind = machine.report_kind(c.message)
+    kind = _report(c)
     if kind is not None and kind != "disposition-notification":
         what = {"delivery-status": "a delivery status notification",
                 "feedback-report": "an abuse or feedback report (RFC 5965)"}.get(kind, "a report")
         return f"{what} (multipart/report{'; ' + kind if kind else ''})"
     if c.message.has("x-failed-recipients"):
         return "X-Failed-Recipients: a bounce"
-    client = machine.human_client(c.message)
-    if client is not None:
+    if _client(c) is not None:
         return None  # a person's mail client: wording alone does not make it a bounce
     subject = c.message.subject
     if machine.bounce_subject(subject):
@@ -226,7 +242,7 @@ def _dsn(c: Context) -> str | None:
 
 
 def _mdn(c: Context) -> str | None:
-    if machine.report_kind(c.message) == "disposition-notification":
+    if _report(c) == "disposition-notification":
         return "a read receipt (disposition notification)"
     return None
 
@@ -245,7 +261,7 @@ def _autoresponder(c: Context) -> str | None:
     subject = m.subject
     if machine.strong_auto_subject(subject):
         return f"subject {subject[:60]!r} is an automatic reply"
-    if machine.human_client(m) is not None:
+    if _client(c) is not None:
         return None  # a person who writes about an absence is answered
     found = machine.auto_text(_text(c))
     if found:

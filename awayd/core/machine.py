@@ -19,6 +19,8 @@ from awayd.core.message import Message
 
 #: Bytes of body text the daemon fetches with the header and the guards read.
 TEXT_PREFIX = 1024
+#: Characters of the first text part that are read for wording.
+_OPENING = 640
 
 _REPORT_PART = re.compile(
     rb"content-type:[ \t]*message/(global-)?(delivery-status|feedback-report|disposition-notification)",
@@ -63,9 +65,9 @@ _BOUNCE_TEXT = re.compile(
     r"|wasn't able to deliver your message|was not able to deliver your message"
     r"|delivery to the following recipients? (has )?(failed|was unsuccessful)"
     r"|delivery has failed to these recipients|did not reach some or all of the intended recipients"
-    r"|(could not|couldn't|cannot|can't) be delivered to"
+    r"|(could not|couldn't|cannot|can't) be delivered to (the following|one or more|all|any|some)"
     r"|your (e-?mail |original )?message (could not|couldn't|cannot|can't|was not|wasn't|has not been)"
-    r" (be )?delivered|(message|mail) (could not|cannot|couldn't) be delivered"
+    r" (be )?delivered"
     r"|unable to deliver|did not reach the following recipient|could not deliver (the |your )?message"
     r"|delivery status notification|message delivery (has )?failed"
     r"|was undeliverable|undeliverable (mail|message)|failed permanently|permanent fatal error"
@@ -175,17 +177,21 @@ _DAEMON_LOCAL = re.compile(
     r"^(root|daemon|nobody|cron|anacron|logwatch|logcheck|www-data|apache|nagios"
     r"|zabbix|munin|smartd|mdadm|backup|amavis|clamav|spamd|fetchmail)$"
 )
-_QUOTE_START = re.compile(
-    r"^\s*(>|-{3,}\s*(original message|forwarded message|ursprüngliche nachricht|message d'origine"
-    r"|mensaje original|messaggio originale)|_{10,}|on .{5,120} wrote:|le .{5,120} a écrit\s*:"
-    r"|am .{5,120} schrieb .{1,80}:|from: )",
-    re.IGNORECASE | re.MULTILINE,
-)
-_PREAMBLE = re.compile(r"^this is a (multi-?part|mime[- ]encapsulated) message", re.IGNORECASE)
-_PART_HEADER = re.compile(r"^(content-[a-z-]+|mime-version)\s*:", re.IGNORECASE)
+#: Cheap substring tests before the long alternations: most text holds none of these words.
+_BOUNCE_WORDS = ("deliver", "mail system", "returned mail", "original message", "reach", "security",
+                 "recipient", "qmail", "fatal", "said:", "virus", "quarantin", "banned", "blocked",
+                 "filter", "remis", "zustell", "zugestellt", "entreg", "recapit", "bezorgd", "dostarcz",
+                 "достав", "postponed", "delayed", "failed")
+_AUTO_WORDS = ("automat", "approv", "link", "challenge", "protected by", "boxbe", "verif", "pending",
+               "waiting", "only from", "allow")
+_REPORT_WORDS = (b"elivery-status", b"eedback-report", b"isposition-notification", b"ELIVERY-STATUS")
+_MODERATION_WORDS = ("moderat", "approv", "held")
+_QUOTE_WORDS = ("\n>", "from: ", "_" * 10, "wrote:", "a écrit", "schrieb", "---")
+_FORWARD_WORDS = ("original message", "forwarded message", "ursprüngliche nachricht",
+                  "message d'origine", "mensaje original", "messaggio originale")
+_PREAMBLE = re.compile(r"this is a (multi-?part|mime[- ]encapsulated) message")
 _TAGS = re.compile(r"<[^<>]{0,400}>")
 _ENTITY = re.compile(r"&(nbsp|#160|amp|lt|gt|quot|#39);")
-_SPACE = re.compile(r"\s+")
 
 
 def human_client(message: Message) -> str | None:
@@ -207,8 +213,9 @@ def report_kind(message: Message) -> str | None:
         return "delivery-status"
     if ct.startswith("message/feedback-report"):
         return "feedback-report"
-    if ct.startswith("multipart/"):
-        part = _REPORT_PART.search(message.body[:TEXT_PREFIX])
+    body = message.body[:TEXT_PREFIX]
+    if ct.startswith("multipart/") and any(w in body for w in _REPORT_WORDS):
+        part = _REPORT_PART.search(body)
         if part:
             return part.group(2).decode().lower()
     return None
@@ -228,6 +235,16 @@ def _decode_part(lines: list[str], encoding: str) -> str:
     return text
 
 
+def _quote_line(line: str) -> bool:
+    """A line that starts quoted or forwarded text: what follows is someone else's words."""
+    if line.startswith((">", "from: ", "_" * 10)):
+        return True
+    if line.startswith("---"):
+        return any(w in line for w in _FORWARD_WORDS)
+    return ((line.startswith("on ") and line.endswith("wrote:")) or "a écrit" in line
+            or (line.startswith("am ") and "schrieb" in line))
+
+
 def opening_text(message: Message) -> str:
     """The first words of the first text part, lowercased on one line, quoted text cut off."""
     raw = message.body[:TEXT_PREFIX]
@@ -236,35 +253,39 @@ def opening_text(message: Message) -> str:
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
     encoding = (message.get("content-transfer-encoding") or "").strip().lower()
-    lines = text.replace("\r", "").split("\n")
-    i = 0
-    in_headers = False
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
+    pos, in_headers = 0, False
+    while pos < len(text):  # skip the MIME preamble, boundaries and part headers
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        stripped = text[pos:end].strip()
+        low = stripped[:40].lower()
         if in_headers:
             if not stripped:
                 in_headers = False
-            elif _PART_HEADER.match(stripped) and stripped.lower().startswith("content-transfer-encoding"):
-                encoding = stripped.split(":", 1)[1].strip().lower()
-            i += 1
-            continue
-        if not stripped or _PREAMBLE.match(stripped):
-            i += 1
+            elif low.startswith("content-transfer-encoding:"):
+                encoding = stripped[26:].strip().lower()
         elif stripped.startswith("--") and " " not in stripped:
             in_headers = True  # a MIME boundary: the part's own header block follows
-            i += 1
-        elif _PART_HEADER.match(stripped):
+        elif low.startswith(("content-", "mime-version")) and ":" in low:
             in_headers = True
-        else:
+            continue
+        elif stripped and not _PREAMBLE.match(low):
             break
-    body = _decode_part(lines[i:], encoding)
+        pos = end + 1
+    # bounces and auto-replies say what they are in the opening lines
+    end = text.find("\n", pos + _OPENING)
+    body = _decode_part(text[pos: len(text) if end < 0 else end].split("\n"), encoding).lower()
     if "<" in body and ">" in body:
         body = _ENTITY.sub(" ", _TAGS.sub(" ", body))
-    quoted = _QUOTE_START.search(body)
-    if quoted:
-        body = body[: quoted.start()]
-    return _SPACE.sub(" ", body).strip().lower()[:TEXT_PREFIX]
+    if body.startswith(">") or any(w in body for w in _QUOTE_WORDS):
+        kept: list[str] = []
+        for line in body.split("\n"):
+            line = line.strip()
+            if line and _quote_line(line):
+                break
+            kept.append(line)
+        body = " ".join(kept)
+    return " ".join(body.split())
 
 
 def bounce_subject(subject: str) -> bool:
@@ -272,6 +293,8 @@ def bounce_subject(subject: str) -> bool:
 
 
 def bounce_text(text: str) -> str | None:
+    if not any(w in text for w in _BOUNCE_WORDS):
+        return None
     m = _BOUNCE_TEXT.search(text)
     return m.group(0) if m else None
 
@@ -285,7 +308,7 @@ def strong_auto_subject(subject: str) -> bool:
 
 def auto_text(text: str) -> str | None:
     """The opening of an automatic reply: one that says so, or thanks and then says away."""
-    m = _AUTO_TEXT.search(text)
+    m = _AUTO_TEXT.search(text) if any(w in text for w in _AUTO_WORDS) else None
     if m:
         return m.group(0)
     if _ACK_TEXT.match(text):
@@ -296,6 +319,9 @@ def auto_text(text: str) -> str | None:
 
 
 def moderation(subject: str, text: str) -> str | None:
+    lowered = subject.lower()
+    if not any(w in lowered or w in text for w in _MODERATION_WORDS):
+        return None
     m = _MODERATION.search(subject) or _MODERATION.search(text)
     return m.group(0) if m else None
 
@@ -309,7 +335,8 @@ def cron_mail(message: Message, local_parts: list[str]) -> str | None:
     like with no mail client at all."""
     if message.has("x-cron-env"):
         return "X-Cron-Env header: output of a cron job"
-    if _CRON_SUBJECT.match(message.subject):
+    if message.subject.lstrip()[:6].lower().startswith(("cron", "anacro", "output")) and (
+            _CRON_SUBJECT.match(message.subject)):
         return f"subject {message.subject[:60]!r} is a cron job's output"
     for local in local_parts:
         if _DAEMON_LOCAL.match(local) and human_client(message) is None:
