@@ -148,7 +148,7 @@ def _local_parts(c: Context) -> list[str]:
     sender_from = c.message.from_address
     if sender_from is not None:
         parts.append(unwrap_srs(sender_from.address).lower().rpartition("@")[0])
-    return [m.group(2) if (m := _BATV.match(p)) else p for p in parts]
+    return [m.group(2) if "=" in p and (m := _BATV.match(p)) else p for p in parts]
 
 
 def _system_sender(c: Context) -> str | None:

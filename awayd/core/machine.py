@@ -20,7 +20,7 @@ from awayd.core.message import Message
 #: Bytes of body text the daemon fetches with the header and the guards read.
 TEXT_PREFIX = 1024
 #: Characters of the first text part that are read for wording.
-_OPENING = 640
+_OPENING = 400
 
 _REPORT_PART = re.compile(
     rb"content-type:[ \t]*message/(global-)?(delivery-status|feedback-report|disposition-notification)",
@@ -56,7 +56,6 @@ _BOUNCE_SUBJECT = re.compile(
     r"|(symantec|mcafee|sophos|trend ?micro|interscan|eset|kaspersky|anti-?virus|mail ?scanner)\b"
     r".{0,60}\b(detected|alert|notification|quarantin|blocked|violation|replaced|removed|found)"
     r")",
-    re.IGNORECASE,
 )
 
 _BOUNCE_TEXT = re.compile(
@@ -102,7 +101,6 @@ _AUTO_SUBJECT_STRONG = re.compile(
     r"|αυτόματη απάντηση"
     r"|自动回复|自動回覆|自動返信|자동 응답"
     r")",
-    re.IGNORECASE,
 )
 #: A machine saying it is one: enough on its own (a person's mail client outweighs it).
 _AUTO_TEXT = re.compile(
@@ -141,7 +139,6 @@ _MODERATION = re.compile(
     r"|requires? (moderator|list owner|owner|admin(istrator)?) approval|held for moderation"
     r"|pending (moderator|moderation|list owner) approval|awaiting moderat|needs? moderator approval"
     r"|post(ing)? to .{1,80} requires approval|message (has been|was) held",
-    re.IGNORECASE,
 )
 _HUMAN_CLIENT = re.compile(
     r"outlook|thunderbird|apple ?mail|iphone|ipad|mutt|evolution|kmail|claws|sylpheed|roundcube"
@@ -151,7 +148,6 @@ _HUMAN_CLIENT = re.compile(
     r"|windows (live )?mail|em ?client|mozilla|messenger-pro|\bvm\b|balsa|trojit|canary|superhuman"
     r"|proton|tutanota|mailbird|bluemail|newton|blackberry|android|samsung|sparrow|gmail|webmail"
     r"|nine|aquamail|edison|polymail|hey\b|fastmail|mimestream|newsfox|marcoposo",
-    re.IGNORECASE,
 )
 #: Mail systems that put their name in X-Mailer: a server, gateway or library is not a person.
 _NOT_CLIENT = re.compile(
@@ -159,7 +155,6 @@ _NOT_CLIENT = re.compile(
     r"|scanner|security|virus|bounce|cron|php|perl|mime::|python|java|nodemailer|swiftmailer"
     r"|phpmailer|mailman|sympa|listserv|majordomo|ezmlm|mailchimp|sendgrid|amazon|postfix|sendmail"
     r"|exim|qmail|notification|noreply|no-reply|socketlabs",
-    re.IGNORECASE,
 )
 _SYSTEM_NAME = re.compile(
     r"^\W*(mail(er)?[- ]?daemon|mail delivery (sub)?system|mail delivery service|mail delivery"
@@ -168,7 +163,6 @@ _SYSTEM_NAME = re.compile(
     r"|mail security|e-?mail security|content filter|anti-?virus|virus ?wall|mail ?scanner"
     r"|symantec.*|mcafee.*|sophos.*|trend ?micro.*|interscan.*|barracuda.*|mimecast.*"
     r"|cron daemon|anacron|logwatch|logcheck)\W*$",
-    re.IGNORECASE,
 )
 _CRON_SUBJECT = re.compile(
     r"^\s*(cron|anacron) <[^<>\s]+@[^<>\s]+>|^\s*output (of|from) your (cron|at)?\s*job", re.IGNORECASE
@@ -189,7 +183,12 @@ _MODERATION_WORDS = ("moderat", "approv", "held")
 _QUOTE_WORDS = ("\n>", "from: ", "_" * 10, "wrote:", "a écrit", "schrieb", "---")
 _FORWARD_WORDS = ("original message", "forwarded message", "ursprüngliche nachricht",
                   "message d'origine", "mensaje original", "messaggio originale")
-_PREAMBLE = re.compile(r"this is a (multi-?part|mime[- ]encapsulated) message")
+_MIME_LEAD = re.compile(
+    r"(?:[ \t]*\r?\n|this is a (?:multi-?part|mime[- ]encapsulated) message[^\n]*\n|--[^\s]+[ \t]*\r?\n"
+    r"|(?:content-[a-z-]+|mime-version)[ \t]*:[^\n]*\n(?:[ \t]+[^\n]*\n)*)*",
+    re.IGNORECASE,
+)
+_CTE = re.compile(r"content-transfer-encoding[ \t]*:[ \t]*([a-z0-9-]+)", re.IGNORECASE)
 _TAGS = re.compile(r"<[^<>]{0,400}>")
 _ENTITY = re.compile(r"&(nbsp|#160|amp|lt|gt|quot|#39);")
 
@@ -198,7 +197,8 @@ def human_client(message: Message) -> str | None:
     """The User-Agent or X-Mailer of a mail client a person types in, if there is one."""
     for name in ("user-agent", "x-mailer", "x-newsreader"):
         for value in message.get_all(name):
-            if _HUMAN_CLIENT.search(value) and not _NOT_CLIENT.search(value):
+            low = value.lower()
+            if _HUMAN_CLIENT.search(low) and not _NOT_CLIENT.search(low):
                 return value.strip()[:60]
     return None
 
@@ -211,6 +211,8 @@ def report_kind(message: Message) -> str | None:
         return m.group(1) if m else ""
     if ct.startswith(("message/delivery-status", "message/global-delivery-status")):
         return "delivery-status"
+    if ct.startswith("message/disposition-notification"):
+        return "disposition-notification"
     if ct.startswith("message/feedback-report"):
         return "feedback-report"
     body = message.body[:TEXT_PREFIX]
@@ -221,10 +223,9 @@ def report_kind(message: Message) -> str | None:
     return None
 
 
-def _decode_part(lines: list[str], encoding: str) -> str:
-    text = "\n".join(lines)
+def _decode_part(text: str, encoding: str) -> str:
     if encoding == "base64":
-        chunk = "".join(line.strip() for line in lines if line.strip() and not line.startswith("--"))
+        chunk = "".join(text.split()).partition("--")[0]
         chunk = chunk[: len(chunk) - len(chunk) % 4]
         try:
             return base64.b64decode(chunk, validate=False).decode("utf-8", "replace")
@@ -252,29 +253,16 @@ def opening_text(message: Message) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
+    skipped = _MIME_LEAD.match(text)  # the preamble, boundaries and part headers
+    pos = skipped.end() if skipped else 0
     encoding = (message.get("content-transfer-encoding") or "").strip().lower()
-    pos, in_headers = 0, False
-    while pos < len(text):  # skip the MIME preamble, boundaries and part headers
-        end = text.find("\n", pos)
-        end = len(text) if end < 0 else end
-        stripped = text[pos:end].strip()
-        low = stripped[:40].lower()
-        if in_headers:
-            if not stripped:
-                in_headers = False
-            elif low.startswith("content-transfer-encoding:"):
-                encoding = stripped[26:].strip().lower()
-        elif stripped.startswith("--") and " " not in stripped:
-            in_headers = True  # a MIME boundary: the part's own header block follows
-        elif low.startswith(("content-", "mime-version")) and ":" in low:
-            in_headers = True
-            continue
-        elif stripped and not _PREAMBLE.match(low):
-            break
-        pos = end + 1
+    if pos:
+        found = _CTE.findall(text, 0, pos)
+        if found:
+            encoding = found[-1].lower()
     # bounces and auto-replies say what they are in the opening lines
     end = text.find("\n", pos + _OPENING)
-    body = _decode_part(text[pos: len(text) if end < 0 else end].split("\n"), encoding).lower()
+    body = _decode_part(text[pos: len(text) if end < 0 else end], encoding).lower()
     if "<" in body and ">" in body:
         body = _ENTITY.sub(" ", _TAGS.sub(" ", body))
     if body.startswith(">") or any(w in body for w in _QUOTE_WORDS):
@@ -289,7 +277,7 @@ def opening_text(message: Message) -> str:
 
 
 def bounce_subject(subject: str) -> bool:
-    return bool(_BOUNCE_SUBJECT.match(subject))
+    return bool(_BOUNCE_SUBJECT.match(subject.lower()))
 
 
 def bounce_text(text: str) -> str | None:
@@ -303,7 +291,7 @@ def strong_auto_subject(subject: str) -> bool:
     """`Automatic reply:`, `Auto:`, `Out of Office:` and the like: what clients and servers write.
 
     A subject that only mentions an absence ("Out of office coverage plan") is not one."""
-    return bool(_AUTO_SUBJECT_STRONG.match(subject))
+    return bool(_AUTO_SUBJECT_STRONG.match(subject.lower()))
 
 
 def auto_text(text: str) -> str | None:
@@ -322,12 +310,12 @@ def moderation(subject: str, text: str) -> str | None:
     lowered = subject.lower()
     if not any(w in lowered or w in text for w in _MODERATION_WORDS):
         return None
-    m = _MODERATION.search(subject) or _MODERATION.search(text)
+    m = _MODERATION.search(lowered) or _MODERATION.search(text)
     return m.group(0) if m else None
 
 
 def system_display_name(name: str) -> bool:
-    return bool(name) and bool(_SYSTEM_NAME.match(name))
+    return bool(name) and bool(_SYSTEM_NAME.match(name.lower()))
 
 
 def cron_mail(message: Message, local_parts: list[str]) -> str | None:
