@@ -57,7 +57,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"|(could not|cannot|unable to) deliver (your |the )?(message|mail|e-?mail)"
     r"|message (delivery )?(not delivered|undeliverable|failure|failed|delivery failure)"
     r"|warning: (could not send|message delayed|delayed)|mail system error|notice of delivery failure"
-    r"|(ndr|ndn)\b|unzustellbar|nicht zustellbar|zustellung fehlgeschlagen|benachrichtigung zum"
+    r"|unzustellbar|nicht zustellbar|zustellung fehlgeschlagen|benachrichtigung zum"
     r"|übermittlungsstatus|non remis|non distribuable|échec de (la )?(remise|distribution)"
     r"|message non remis|notification d'état de (la )?remise|rapport de non-remise"
     r"|no se (puede|pudo) entregar|no entregado|imposible entregar|error de entrega"
@@ -307,8 +307,13 @@ def opening_text(message: Message) -> str:
     return " ".join(body.split())
 
 
+#: Replies and forwards: neither a bounce's nor an auto-reply's subject starts like this.
+_REPLY_PREFIXES = ("re:", "re :", "aw:", "fw:", "fwd:", "wg:", "tr:", "sv:", "vs:", "r:", "rif:")
+
+
 def bounce_subject(subject: str) -> bool:
-    return bool(_BOUNCE_SUBJECT.match(subject.lower()))
+    lowered = subject.lower()
+    return not lowered.startswith(_REPLY_PREFIXES) and bool(_BOUNCE_SUBJECT.match(lowered))
 
 
 def bounce_text(text: str) -> str | None:
@@ -319,7 +324,8 @@ def strong_auto_subject(subject: str) -> bool:
     """`Automatic reply:`, `Auto:`, `Out of Office:` and the like: what clients and servers write.
 
     A subject that only mentions an absence ("Out of office coverage plan") is not one."""
-    return bool(_AUTO_SUBJECT_STRONG.match(subject.lower()))
+    lowered = subject.lower()
+    return not lowered.startswith(_REPLY_PREFIXES) and bool(_AUTO_SUBJECT_STRONG.match(lowered))
 
 
 def auto_text(text: str) -> str | None:

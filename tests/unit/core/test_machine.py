@@ -95,6 +95,7 @@ HUMAN: list[dict[str, Any]] = [
     {"subject": "Re: the delivery", "body": "The parcel was returned to sender, can you resend it?\n"},
     {"subject": "Delivery problem with the couch"},
     {"subject": "Auto insurance renewal"},
+    {"subject": "NDR-Anfrage: Interview am Montag"},
     {"subject": "Undeliverable: Lunch", "extra": ("User-Agent: Mozilla Thunderbird 115.3",),
      "body": "Alice, the mail to Carol bounced, see below. Do you have her new address?\n"},
     {"subject": "Fwd: Returned mail", "extra": ("X-Mailer: Apple Mail (2.3731)",),
