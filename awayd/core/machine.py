@@ -14,6 +14,7 @@ import base64
 import binascii
 import quopri
 import re
+from functools import lru_cache
 
 from awayd.core.message import Message
 
@@ -22,17 +23,31 @@ TEXT_PREFIX = 1024
 #: Characters of the first text part that are read for wording.
 _OPENING = 400
 
-Gated = tuple[tuple[tuple[str, ...], re.Pattern[str]], ...]
+#: Phrase sets, each behind the words it cannot match without, and the union of those words.
+Gated = tuple[frozenset[str], tuple[tuple[frozenset[str], re.Pattern[str]], ...]]
+
+_PUNCT = str.maketrans(dict.fromkeys("!\"#$%&()*+,./:;<=>?@[\\]^_`{|}~«»“”‘’…", " "))
 
 
 def _gated(*groups: tuple[tuple[str, ...], str]) -> Gated:
-    return tuple((words, re.compile(pattern)) for words, pattern in groups)
+    compiled = tuple((frozenset(words), re.compile(pattern)) for words, pattern in groups)
+    return frozenset().union(*(gate for gate, _ in compiled)), compiled
 
 
-def _first(groups: Gated, text: str) -> str | None:
-    contains = text.__contains__  # map() over it runs the substring tests without bytecode
-    for words, pattern in groups:
-        if any(map(contains, words)):
+@lru_cache(maxsize=64)
+def _words(text: str) -> frozenset[str]:
+    """The words of an opening text (cached: several guards ask about the same text)."""
+    return frozenset(text.translate(_PUNCT).split())
+
+
+def _first(gated: Gated, text: str) -> str | None:
+    """The first phrase found, trying only the sets whose words the text has: most text has none."""
+    union, groups = gated
+    words = _words(text)
+    if union.isdisjoint(words):
+        return None
+    for gate, pattern in groups:
+        if not gate.isdisjoint(words):
             m = pattern.search(text)
             if m:
                 return m.group(0)
@@ -75,11 +90,14 @@ _BOUNCE_SUBJECT = re.compile(
     r")",
 )
 
+_SMTP_CODES = ("421", "450", "451", "452", "454", "500", "501", "502", "503", "504", "530", "535",
+               "550", "551", "552", "553", "554", "571")
 #: Opening words of bounces and filter notices, each set behind the words it cannot match
 #: without: a few substring tests instead of one long alternation over every text.
 _BOUNCE_TEXT = _gated(
-    (("mail system",), r"this is the mail system at host"),
-    (("deliver",),
+    (("system",), r"this is the mail system at host"),
+    (("deliver", "delivered", "delivery", "undeliverable", "undelivered", "deliverable",
+      "non-delivery", "nondelivery"),
      r"created automatically by mail delivery software|(wasn't|was not) able to deliver your message"
      r"|delivery to the following recipients? (has )?(failed|was unsuccessful)"
      r"|delivery has failed to these recipients"
@@ -89,29 +107,34 @@ _BOUNCE_TEXT = _gated(
      r"|delivery status notification|message delivery (has )?failed|was undeliverable"
      r"|undeliverable (mail|message)|non[- ]?delivery (report|notification)"
      r"|delivery of (your |the )?(e-?mail|message|mail)\b.{0,120}\b(postponed|delayed|failed)"),
-    (("original message",), r"the original message was received at"),
+    (("original",), r"the original message was received at"),
     (("fatal",), r"permanent fatal error"),
-    (("qmail",), r"this is the qmail-send program"),
+    (("qmail-send",), r"this is the qmail-send program"),
     (("reach",), r"did not reach (some or all of the intended recipients|the following recipient)"),
     (("failed",), r"failed permanently|failed recipients?:"),
-    (("returned mail",), r"-+ ?returned mail ?-+"),
-    (("said:",), r"(remote host|server) said: ?[45]\d\d"),
-    ((" 5.", "-5.", " 4.", "-4."), r"\b[45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}\b"),
-    (("n'a pas pu", "non remis"),
+    (("returned",), r"-+ ?returned mail ?-+"),
+    (("said",), r"(remote host|server) said: ?[45]\d\d"),
+    (_SMTP_CODES, r"\b[45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}\b"),
+    (("remis", "délivré", "distribué", "delivre"),
      r"n'a pas pu être (remis|délivré|distribué)|n'a pas pu etre (remis|delivre)|non remis"),
-    (("zugestellt", "zustellbar"), r"konnte nicht zugestellt werden|unzustellbar|nicht zugestellt"),
-    (("entreg",), r"no (pudo|se pudo|ha podido) ser entregad|no se (pudo|puede) entregar"
-                  r"|não (pôde|foi possível|pode) ser entregue"),
-    (("recapit",), r"non è stato (possibile )?recapitat|impossibile recapitare"),
+    (("zugestellt", "unzustellbar"),
+     r"konnte nicht zugestellt werden|unzustellbar|nicht zugestellt"),
+    (("entregado", "entregada", "entregar", "entregue"),
+     r"no (pudo|se pudo|ha podido) ser entregad|no se (pudo|puede) entregar"
+     r"|não (pôde|foi possível|pode) ser entregue"),
+    (("recapitato", "recapitata", "recapitati", "recapitate", "recapitare"),
+     r"non è stato (possibile )?recapitat|impossibile recapitare"),
     (("bezorgd",), r"kon niet (worden )?bezorgd"),
-    (("dostarcz",), r"nie (można|mogła|może) (zostać |być )?dostarcz"),
-    (("достав",), r"не может быть доставлено|не было доставлено|не удалось доставить"),
-    (("virus",), r"(a |the )?virus (was )?(found|detected)|(contains|contained|infected with)"
-                 r" (a |the )?virus|virus alert|anti-?virus (system|software|scanner|gateway|has)"),
-    (("quarantin",), r"(has been|was) quarantined"),
+    (("można", "mogła", "może"), r"nie (można|mogła|może) (zostać |być )?dostarcz"),
+    (("доставлено", "доставить"),
+     r"не может быть доставлено|не было доставлено|не удалось доставить"),
+    (("virus", "anti-virus", "antivirus"),
+     r"(a |the )?virus (was )?(found|detected)|(contains|contained|infected with)"
+     r" (a |the )?virus|virus alert|anti-?virus (system|software|scanner|gateway|has)"),
+    (("quarantined",), r"(has been|was) quarantined"),
     (("banned",), r"banned (file|content|attachment)"),
     (("blocked",), r"blocked by (our|the) (content|spam|virus|mail) (filter|policy|gateway)"),
-    (("filter", "security"),
+    (("filter", "filtering", "security"),
      r"(content filter(ing)?|mail security) (system|software|scanner|gateway|has)"),
 )
 
@@ -134,7 +157,8 @@ _AUTO_SUBJECT_STRONG = re.compile(
 )
 #: A machine saying it is one: enough on its own (a person's mail client outweighs it).
 _AUTO_TEXT = _gated(
-    (("automat", "auto-generated"),
+    (("automatic", "automated", "auto-generated", "automatically", "automatique", "automatische",
+      "automatisch", "automática", "automatica"),
      r"this is an? (automatic|automated|auto-generated|automatically generated)"
      r" (reply|response|answer|message)|(apologi[sz]e|sorry) for this automatic reply"
      r"|this (e-?mail|message|reply) (is|was) (sent |generated )?automatically"
@@ -144,14 +168,14 @@ _AUTO_TEXT = _gated(
      r"|esta é uma resposta automática"),
     (("accept", "allow"),
      r"only (accept|allow) (incoming )?(e-?mail|messages) (only )?from (senders|people) (i|who)"),
-    (("approv", "verif"),
+    (("approved", "approval", "verification", "verify"),
      r"(messages|mail) only from senders i have approved|list of approved senders"
      r"|your (e-?mail|message) (is|has been) (pending|waiting) (for )?(approval|verification)"
      r"|verify (that )?you are (a )?(human|real person|not a (robot|spammer))"),
     (("link",), r"(click|follow) (on )?(the|this) (following )?link (below )?to"
                 r" (have your (e-?mail )?address|verify|confirm|complete)"),
-    (("challenge",), r"challenge[- /]response"),
-    (("protected by", "boxbe"),
+    (("challenge", "challenge-response"), r"challenge[- /]response"),
+    (("protected", "boxbe"),
      r"protected by (bluebottle|boxbe|spam ?arrest|mailblocks|choicemail)|boxbe"),
 )
 #: Being away: a person writes that too ("Out of office coverage plan"), so it counts only
@@ -212,7 +236,7 @@ _DAEMON_LOCAL = re.compile(
 )
 #: Cheap substring tests before the long alternations: most text holds none of these words.
 _REPORT_WORDS = (b"elivery-status", b"eedback-report", b"isposition-notification", b"ELIVERY-STATUS")
-_MODERATION_WORDS = ("moderat", "approv", "held")
+_MODERATION_WORDS = frozenset({"moderator", "moderation", "moderators", "approval", "held"})
 _QUOTE_WORDS = ("\n>", "from: ", "_" * 10, "wrote:", "a écrit", "schrieb", "---")
 _FORWARD_WORDS = ("original message", "forwarded message", "ursprüngliche nachricht",
                   "message d'origine", "mensaje original", "messaggio originale")
@@ -344,8 +368,7 @@ def auto_text(text: str) -> str | None:
 
 def moderation(subject: str, text: str) -> str | None:
     lowered = subject.lower()
-    if not (any(map(lowered.__contains__, _MODERATION_WORDS))
-            or any(map(text.__contains__, _MODERATION_WORDS))):
+    if _MODERATION_WORDS.isdisjoint(_words(lowered)) and _MODERATION_WORDS.isdisjoint(_words(text)):
         return None
     m = _MODERATION.search(lowered) or _MODERATION.search(text)
     return m.group(0) if m else None
