@@ -18,6 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from awayd.adapters.imap import FolderWatcher, append_message
 from awayd.adapters.secrets import resolve_secret
 from awayd.adapters.smtp import SmtpSender
+from awayd.adapters.state_lock import StateLock
 from awayd.adapters.store_sqlite import SqliteStore
 from awayd.config import load_config
 from awayd.configtypes import Config, Mailbox, SmtpSettings
@@ -73,7 +74,7 @@ class Service:
     """Owns every resource of a running daemon."""
 
     def __init__(self, config_path: Path, *, clock: Clock = utc_now,
-                 environ: dict[str, str] | None = None) -> None:
+                 environ: dict[str, str] | None = None, init_state: bool = False) -> None:
         self.config_path = config_path
         self.clock = clock
         self.log = structlog.get_logger("awayd")
@@ -81,7 +82,13 @@ class Service:
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.config: Config = load_config(config_path)
-        self.store = SqliteStore.open(self.config.state.path)
+        # One daemon per state: a second one would answer the same mail again.
+        self.state_lock = StateLock.acquire(self.config.state.path)
+        try:
+            self.store = SqliteStore.open(self.config.state.path, init_state=init_state)
+        except BaseException:
+            self.state_lock.release()
+            raise
         self.metrics = Metrics(clock=lambda: self.clock().timestamp())
         self.senders = Senders()
         self.pipeline = self._pipeline(self.config)
@@ -275,9 +282,10 @@ class Service:
             self.http = None
         self.senders.close()
         self.store.close()
+        self.state_lock.release()
 
 
-def run_service(config_path: Path, *, once: bool) -> int:
-    service = Service(config_path)
+def run_service(config_path: Path, *, once: bool, init_state: bool = False) -> int:
+    service = Service(config_path, init_state=init_state)
     return service.run_once() if once else service.run()
 
