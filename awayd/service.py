@@ -125,7 +125,8 @@ class Service:
                 workers.append(FolderWorker(
                     mb, folder, pipeline=self.pipeline, store=self.store, make_watcher=make_watcher,
                     clock=self.clock, log=self.log, stop=self.worker_stop,
-                    on_checked=self.metrics.checked, on_reconnect=self.metrics.reconnect))
+                    on_checked=self.metrics.checked, on_reconnect=self.metrics.reconnect,
+                    on_idle_mode=self.metrics.folder_idle))
         return workers
 
     # --- one-shot -------------------------------------------------------------------------
