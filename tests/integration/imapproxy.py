@@ -55,6 +55,8 @@ class ImapProxy:
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
+        with contextlib.suppress(OSError):
             self._listener.close()
         self.cut()
 
