@@ -15,7 +15,7 @@ from awayd.adapters.store_sqlite import OutboxDraft, Reservation
 from awayd.configtypes import Mailbox, SmtpSettings
 from awayd.core import reasons as r
 from awayd.core.backoff import Backoff
-from awayd.core.decide import Decision, decide
+from awayd.core.decide import Decision, judge
 from awayd.errors import SendError, StateError
 
 Clock = Callable[[], datetime]
@@ -46,6 +46,7 @@ class Events(Protocol):
     def skipped(self, mailbox: str, reason: str) -> None: ...
     def reply_sent(self, mailbox: str) -> None: ...
     def reply_failed(self, mailbox: str) -> None: ...
+    def message_error(self, mailbox: str, reason: str) -> None: ...
 
 
 class NoEvents:
@@ -59,6 +60,9 @@ class NoEvents:
         pass
 
     def reply_failed(self, mailbox: str) -> None:
+        pass
+
+    def message_error(self, mailbox: str, reason: str) -> None:
         pass
 
 
@@ -103,28 +107,30 @@ class Pipeline:
         self.events.seen(mb.name)
         with self._lock_for(mb.name):  # history read and reservation must not interleave
             now = self.clock()
-            try:
-                decision = decide(item.raw, mb, now=now, history=self.store,
-                                  new_message_id=new_message_id, arrival=item.internaldate)
-            except Exception as err:  # deliberate: see the log line below
-                self.log.error("message.engine_failed", mailbox=mb.name, folder=item.folder,
-                               uid=item.uid, error=repr(err))
-                decision = Decision("skip", r.MALFORMED, f"engine error: {err!r}")
-            reply = decision.reply
+            judged = judge(item.raw, mb, now=now, history=self.store,
+                           new_message_id=new_message_id, arrival=item.internaldate)
+            decision, reply = judged.decision, judged.decision.reply
             outbox_id = self.store.record(
                 mailbox=mb.name, folder=item.folder, uidvalidity=item.uidvalidity, uid=item.uid,
                 at=now, sender=decision.sender, reason=decision.reason, rule=decision.rule_name,
                 message_id=decision.message_id,
-                reply=None if reply is None else OutboxDraft(
+                reply=None if reply is None or judged.wire is None else OutboxDraft(
                     message_id=reply.message_id, recipient=reply.envelope_to,
-                    envelope_from=reply.envelope_from, message=reply.to_bytes()),
+                    envelope_from=reply.envelope_from, message=judged.wire),
                 reservation=None if reply is None or decision.rule is None else Reservation(
                     sender_key=decision.sender_key or "", rule_handle=decision.rule.handle),
             )
-        event = self.log.error if decision.reason == r.RENDER_ERROR else self.log.info
-        event("message.processed", mailbox=mb.name, folder=item.folder, uid=item.uid,
-              sender=decision.sender, reason=decision.reason, rule=decision.rule_name,
-              detail=decision.detail)
+        if judged.error is not None:
+            # one line at error level: the message is recorded and the folder moves on
+            self.events.message_error(mb.name, decision.reason)
+            self.log.error("message.processed", mailbox=mb.name, folder=item.folder,
+                           uid=item.uid, sender=decision.sender, reason=decision.reason,
+                           rule=decision.rule_name, detail=decision.detail, error=judged.error)
+        else:
+            event = self.log.error if decision.reason == r.RENDER_ERROR else self.log.info
+            event("message.processed", mailbox=mb.name, folder=item.folder, uid=item.uid,
+                  sender=decision.sender, reason=decision.reason, rule=decision.rule_name,
+                  detail=decision.detail)
         if decision.decision != "reply":
             self.events.skipped(mb.name, decision.reason)
         if outbox_id is not None:

@@ -120,6 +120,12 @@ class Metrics:
         self._reconnects = Counter(
             "awayd_imap_reconnects", "IMAP connections re-established.", ["mailbox"], registry=reg
         )
+        self._message_errors = Counter(
+            "awayd_message_errors",  # exposed as awayd_message_errors_total
+            "Messages whose handling failed (decided malformed or render-error, folder moved on).",
+            ["mailbox", "reason"],
+            registry=reg,
+        )
         self._outbox = Gauge("awayd_outbox_depth", "Replies waiting in the outbox (pending).", registry=reg)
         self._folder_idle = Gauge(
             "awayd_folder_idle",
@@ -142,6 +148,10 @@ class Metrics:
     def skipped(self, mailbox: str, reason: str) -> None:
         """Count a skip; `reason` is a stable code from DESIGN.md section 4."""
         self._skips.labels(mailbox, reason).inc()
+
+    def message_error(self, mailbox: str, reason: str) -> None:
+        """Count a message whose handling raised; `reason` is the decision it got instead."""
+        self._message_errors.labels(mailbox, reason).inc()
 
     def seen(self, mailbox: str) -> None:
         self._seen.labels(mailbox).inc()
