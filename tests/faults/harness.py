@@ -160,10 +160,11 @@ class HangingServer:
 
 
 class HoldingSink(SmtpSink):
-    """A sink that can hold the answer to DATA (the 250) until `release()`."""
+    """A sink that answers DATA `delay` seconds late, and can hold it until `release()`."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, delay: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.delay = delay
         self._open = threading.Event()
         self._open.set()
         self.held = 0
@@ -179,6 +180,8 @@ class HoldingSink(SmtpSink):
             self.held += 1
             while not self._open.is_set():
                 await asyncio.sleep(0.02)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return await super().handle_DATA(server, session, envelope)
 
 

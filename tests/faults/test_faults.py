@@ -41,6 +41,7 @@ pytestmark = pytest.mark.integration
 EX_TEMPFAIL = 75
 BURST = 5
 KILL_BURST = 4
+RELAY_DELAY_S = 0.1
 #: Every burst sender is a new person: the hourly circuit breaker must not hide a drop.
 NO_CAP = {"per_hour": 100_000, "per_day": 1_000_000}
 #: After the last expected reply: long enough for several outbox passes (retry_base 0.5 s),
@@ -78,7 +79,7 @@ def finish(scenario: str, daemon: Daemon, expected: list[str], mails: list[Recei
 
 
 def test_kill_9_at_random_points_of_bursts(
-    dovecot: Dovecot, mail_user: str, smtp_sink: SmtpSink, daemons: Daemons, tmp_path: Path,
+    dovecot: Dovecot, mail_user: str, daemons: Daemons, tmp_path: Path,
     fault_table: list[Outcome],
 ) -> None:
     seed = int(os.environ.get("AWAYD_FAULT_SEED") or time.time_ns() % 1_000_000)
@@ -86,41 +87,50 @@ def test_kill_9_at_random_points_of_bursts(
     print(f"kill -9 trials: {trials}, AWAYD_FAULT_SEED={seed}")
     rng = random.Random(seed)
     started = time.monotonic()
-    config = make_config(tmp_path, dovecot, mail_user, smtp_sink)
-    state = state_path(config)
-    first = daemons.start(config)
-    first.wait_watching()  # mail from now on is not backlog
-    first.stop()
-    expected: list[str] = []
-    window: set[str] = set()
-    kinds: dict[str, int] = {}
-    for trial in range(trials):
-        # A timer anywhere in the burst, or exactly at a named point of the reply path.
-        kind = rng.choice(["timer", "timer", "after-record", "after-send"])
-        kinds[kind] = kinds.get(kind, 0) + 1
-        d = daemons.start(config, {FAULT_ENV: kind} if kind != "timer" else None)
-        burst = senders(f"k{trial}", KILL_BURST)
-        expected += burst
-        if kind == "timer":
-            d.wait_for("service.started")
-            deliver_burst(dovecot, mail_user, burst)
-            time.sleep(rng.uniform(0.0, 1.5))
-            d.kill()
-            answered = {r for m in smtp_sink.messages for r in m.rcpt_tos} & set(burst)
-            if 0 < len(answered) < len(burst):
-                kinds["timer, mid-burst"] = kinds.get("timer, mid-burst", 0) + 1
-        else:  # may die at once, resending a reply the last kill left pending
-            deliver_burst(dovecot, mail_user, burst)
-            try:
-                code: int | None = d.wait_exit(timeout=30)
-            except subprocess.TimeoutExpired:
-                code = None
-            assert code == -signal.SIGKILL, (trial, kind, d.log_text()[-5000:])
-        window |= in_window(state, smtp_sink.messages)
-    last = daemons.start(config)
-    note = f"seed {seed}; kills: " + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
-    finish(f"kill -9 at random points ({trials} trials)", last, expected, None, [smtp_sink],
-           config, started, fault_table, window, note)
+    # A relay taking 0.1 s per reply spreads a burst over about half a second, so timed kills
+    # land before, inside and after the sends.
+    sink = HoldingSink(delay=RELAY_DELAY_S)
+    sink.start()
+    try:
+        config = make_config(tmp_path, dovecot, mail_user, sink)
+        state = state_path(config)
+        first = daemons.start(config)
+        first.wait_watching()  # mail from now on is not backlog
+        first.stop()
+        expected: list[str] = []
+        window: set[str] = set()
+        kinds: dict[str, int] = {}
+        for trial in range(trials):
+            # A timer anywhere in the burst, or exactly at a named point of the reply path.
+            kind = rng.choice(["timer", "timer", "after-record", "after-send"])
+            kinds[kind] = kinds.get(kind, 0) + 1
+            d = daemons.start(config, {FAULT_ENV: kind} if kind != "timer" else None)
+            burst = senders(f"k{trial}", KILL_BURST)
+            expected += burst
+            if kind == "timer":
+                d.wait_for("service.started")
+                deliver_burst(dovecot, mail_user, burst)
+                time.sleep(rng.uniform(0.3, 1.6))
+                d.kill()
+            else:  # may die at once, resending a reply the last kill left pending
+                deliver_burst(dovecot, mail_user, burst)
+                try:
+                    code: int | None = d.wait_exit(timeout=30)
+                except subprocess.TimeoutExpired:
+                    code = None
+                assert code == -signal.SIGKILL, (trial, kind, d.log_text()[-5000:])
+            time.sleep(RELAY_DELAY_S + 0.1)  # a DATA in progress ends at the sink
+            if kind == "timer":
+                answered = {r for m in sink.messages for r in m.rcpt_tos} & set(burst)
+                if 0 < len(answered) < len(burst):
+                    kinds["timer, mid-burst"] = kinds.get("timer, mid-burst", 0) + 1
+            window |= in_window(state, sink.messages)
+        last = daemons.start(config)
+        note = f"seed {seed}; kills: " + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
+        finish(f"kill -9 at random points ({trials} trials)", last, expected, None, [sink],
+               config, started, fault_table, window, note)
+    finally:
+        sink.stop()
 
 
 def test_smtp_down_then_up(
