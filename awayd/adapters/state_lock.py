@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -42,8 +43,10 @@ class StateLock:
             state.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as err:
-            raise StateError(f"state database {state}: cannot create the lock file {path}:"
-                             f" {err.strerror or err}") from err
+            error = StateError(f"state database {state}: cannot create the lock file {path}:"
+                               f" {err.strerror or err}")
+            error.transient = err.errno in (errno.ENOSPC, errno.EDQUOT)  # space comes back
+            raise error from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -56,8 +59,11 @@ class StateLock:
             )
             error.transient = True
             raise error from err
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid() if pid is None else pid}\n".encode(), 0)
+        # The PID only helps the message of a second start; on a full disk the lock is held
+        # without it (and opening the store then says what is wrong).
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid() if pid is None else pid}\n".encode(), 0)
         return cls(path, fd)
 
     def release(self) -> None:

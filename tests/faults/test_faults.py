@@ -272,8 +272,6 @@ def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(directory)], capture_output=True, check=False)
 
 
-@pytest.mark.xfail(strict=True, reason="a reply whose `sent` cannot be committed after the 250"
-                   " is sent again on every outbox pass")
 def test_disk_full_while_a_reply_is_being_sent(
     dovecot: Dovecot, mail_user: str, daemons: Daemons, tmp_path: Path,
     fault_table: list[Outcome],
