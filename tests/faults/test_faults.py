@@ -62,14 +62,22 @@ def make_config(tmp_path: Path, dovecot: Dovecot, user: str, sink: SmtpSink | Ha
 
 def finish(scenario: str, daemon: Daemon, expected: list[str], mails: list[ReceivedMail] | None,
            sinks: list[SmtpSink], config: Path, started: float, table: list[Outcome],
-           window: set[str] | None = None, note: str = "") -> Outcome:
-    """Wait for the replies, stop the daemon, count, record the row and assert on it."""
+           window: set[str] | None = None, note: str = "",
+           recovered_at: float | None = None) -> Outcome:
+    """Wait for the replies, stop the daemon, count, record the row and assert on it.
+
+    `recovered_at` (time.time() when the fault ended) adds to the note how long the queue
+    took to drain after it.
+    """
     state = state_path(config)
 
     def everything() -> list[ReceivedMail]:
         return [*(mails or []), *(m for s in sinks for m in s.messages)]
 
     wait_settled(everything, expected, state)
+    if recovered_at is not None and everything():
+        last = max(m.received_at for m in everything())
+        note = f"{note}{'; ' if note else ''}last reply {last - recovered_at:.1f} s after recovery"
     time.sleep(QUIET_S)
     assert daemon.stop() == 0, daemon.log_text()[-3000:]
     outcome = tally(scenario, expected, everything(), state, window or set(), started, note)
@@ -155,7 +163,8 @@ def test_smtp_down_then_up(
     back = SmtpSink(port=down.port)
     back.start()
     try:
-        finish("SMTP down, then up", d, expected, None, [back], config, started, fault_table)
+        finish("SMTP down, then up", d, expected, None, [back], config, started, fault_table,
+               recovered_at=time.time())
     finally:
         back.stop()
 
@@ -206,11 +215,12 @@ def test_smtp_relay_that_hangs(
         expected = senders("hang", BURST)
         deliver_burst(dovecot, mail_user, expected)
         d.wait_for("smtp.send_deferred")
+        d.wait_for("message.processed", count=BURST)  # decided while the relay hangs
         hang.stop()
         back = SmtpSink(port=hang.port)
         back.start()
         finish("SMTP relay hangs (2 s timeout)", d, expected, None, [back], config, started,
-               fault_table)
+               fault_table, recovered_at=time.time())
     finally:
         hang.stop()
         if back is not None:
