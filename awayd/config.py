@@ -37,6 +37,7 @@ from awayd.configtypes import (
 )
 from awayd.core.templates import compile_template
 from awayd.errors import ConfigError
+from awayd.yamlsafe import LimitedSafeLoader
 
 DEFAULT_SUBJECT = "Auto: {{ subject }}"
 SECURITY = ("none", "starttls", "tls")
@@ -376,7 +377,7 @@ def _mailbox(node: Node, default_smtp: SmtpSettings | None, base_dir: Path) -> M
     )
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(LimitedSafeLoader):
     """Safe YAML where an impossible date (2026-02-30) stays a string, reported with its path."""
 
 
