@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -28,11 +29,18 @@ def normalise_entry(entry: str) -> str:
         raise ConfigError(f"expected an address or @domain, found {entry!r}") from err
 
 
-def print_report(report: Any, out: TextIO, *, as_json: bool) -> None:
+def print_report(report: Any, out: TextIO, *, as_json: bool,
+                 absences: Mapping[str, str] | None = None) -> None:
+    """The report; `absences` maps a mailbox to the description of its owner absence."""
+    absences = absences or {}
     if as_json:
-        out.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")
+        data = report.as_dict()
+        data["absences"] = dict(absences)
+        out.write(json.dumps(data, ensure_ascii=False) + "\n")
         return
     out.write(f"since {report.since:%Y-%m-%d %H:%M %Z}\n")
+    for name, described in sorted(absences.items()):
+        out.write(f"mailbox {name}: {described}\n")
     if not report.mailboxes:
         out.write("no decisions recorded\n")
     for mb in report.mailboxes:
