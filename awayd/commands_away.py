@@ -101,10 +101,10 @@ def cmd_away(args: argparse.Namespace, config_path: Path) -> int:
              else now.astimezone(mailbox.timezone).date())
     until = parse_point(args.until, "--until", mailbox)
     begins, ends = span(start, until, mailbox.timezone)
-    if ends <= begins:
-        raise UsageError(f"awayd away: --until {args.until} is before --from {args.start or start}")
     if ends <= now:
         raise UsageError(f"awayd away: --until {args.until} is already over")
+    if ends <= begins:
+        raise UsageError(f"awayd away: --until {args.until} is before --from {args.start or start}")
     reply_to = parse_reply_to(args.reply_to) if args.reply_to else None
     text = read_text(args.text) if args.text else None
     try:
