@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--mailbox", metavar="NAME", help="only entries that apply to this mailbox "
                     "(its own and those for all mailboxes)")
     aw = with_config(sub.add_parser("away", help="set the owner's absence of a mailbox (stored "
-                                    "in the state; the daemon applies it within a second)"))
+                                    "in the state; a running daemon uses it at once)"))
     aw.add_argument("mailbox", metavar="MAILBOX", help="mailbox name from the config")
     aw.add_argument("--from", dest="start", metavar="DATE", help="first day (2026-12-20) or "
                     "time (2026-12-20T14:00, local to the mailbox); default: today")

@@ -119,7 +119,7 @@ def cmd_away(args: argparse.Namespace, config_path: Path) -> int:
     with store:
         set_absence(store.db, absence)
     print(f"mailbox {mailbox.name}: {describe_absence(absence, mailbox, now)}")
-    print("a running daemon applies it within a second")
+    print("a running daemon uses it from the next message on")
     return 0
 
 

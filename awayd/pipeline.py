@@ -82,7 +82,7 @@ class Pipeline:
                  save_copy: Callable[[Mailbox, bytes], None] | None = None,
                  absences: Callable[[str], OwnerAbsence | None] | None = None) -> None:
         self.store = store
-        self.absences = absences  # the owner's absence of a mailbox, re-read at most every second
+        self.absences = absences  # the owner's absence of a mailbox, read for each decision
         self.clock = clock
         self.sender_for = sender_for
         self.log = log

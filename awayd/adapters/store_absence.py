@@ -67,10 +67,13 @@ def end_absence(db: Database, mailbox: str) -> Back:
     return Back(bool(ended), forgotten)
 
 
-def _rows(db: Database) -> list[_Row]:
+_SELECT = "SELECT mailbox, starts, until, text, reply_to, created_at FROM absences"
+
+
+def _rows(db: Database, mailbox: str | None = None) -> list[_Row]:
+    sql, args = (_SELECT, ()) if mailbox is None else (_SELECT + " WHERE mailbox = ?", (mailbox,))
     with db.read("read the absences") as conn:
-        return [(str(m), str(s), str(u), t, r, float(c)) for m, s, u, t, r, c in conn.execute(
-            "SELECT mailbox, starts, until, text, reply_to, created_at FROM absences")]
+        return [(str(m), str(s), str(u), t, r, float(c)) for m, s, u, t, r, c in conn.execute(sql, args)]
 
 
 def read_absences(db: Database) -> dict[str, OwnerAbsence]:
@@ -79,13 +82,16 @@ def read_absences(db: Database) -> dict[str, OwnerAbsence]:
 
 
 class AbsenceCache:
-    """The daemon's view of the absences, read again at most every `max_age` seconds.
+    """The daemon's view of one mailbox's absence, read again when older than `max_age` seconds.
 
-    A row that did not change keeps its compiled value, so a refresh costs one small query.
-    A row that cannot be read is logged through `on_error` and treated as no absence.
+    The default, 0, reads the mailbox's row for every decision (a primary-key lookup, about
+    20 us next to about 400 us for a decision), so a message decided after `awayd away`
+    returned is decided with the absence. A row that did not change keeps its compiled value.
+    A row that cannot be read is reported once through `on_error` and counts as no absence; a
+    database that cannot be read keeps the last view (a lock must not switch absences off).
     """
 
-    def __init__(self, db: Database, *, max_age: float = 1.0,
+    def __init__(self, db: Database, *, max_age: float = 0.0,
                  monotonic: Callable[[], float] = time.monotonic,
                  on_error: Callable[[str], None] | None = None) -> None:
         self._db = db
@@ -93,35 +99,35 @@ class AbsenceCache:
         self._monotonic = monotonic
         self._on_error = on_error
         self._lock = threading.Lock()
-        self._read_at: float | None = None
-        self._rows: dict[str, _Row] = {}
-        self._values: dict[str, OwnerAbsence] = {}
+        self._read_at: dict[str, float] = {}
+        self._rows: dict[str, _Row | None] = {}
+        self._values: dict[str, OwnerAbsence | None] = {}
 
     def get(self, mailbox: str) -> OwnerAbsence | None:
         with self._lock:
             now = self._monotonic()
-            if self._read_at is None or now - self._read_at >= self._max_age:
-                self._refresh()
-                self._read_at = now
+            read_at = self._read_at.get(mailbox)
+            if read_at is None or now - read_at >= self._max_age:
+                self._refresh(mailbox)
+                self._read_at[mailbox] = now
             return self._values.get(mailbox)
 
-    def _refresh(self) -> None:
+    def _refresh(self, mailbox: str) -> None:
         try:
-            rows = {row[0]: row for row in _rows(self._db)}
+            rows = _rows(self._db, mailbox)
         except (StateError, sqlite3.Error) as err:
             self._report(str(err))
-            return  # keep what was known: a locked database must not switch absences off
-        values: dict[str, OwnerAbsence] = {}
-        for name, row in rows.items():
-            if self._rows.get(name) == row:  # unchanged: reuse, or already reported
-                if name in self._values:
-                    values[name] = self._values[name]
-                continue
+            return
+        row = rows[0] if rows else None
+        if mailbox in self._rows and self._rows[mailbox] == row:
+            return  # unchanged: keep the compiled value (or the error already reported)
+        self._rows[mailbox] = row
+        self._values[mailbox] = None
+        if row is not None:
             try:
-                values[name] = _absence(row, self._db.path)
+                self._values[mailbox] = _absence(row, self._db.path)
             except StateError as err:
                 self._report(str(err))
-        self._rows, self._values = rows, values
 
     def _report(self, message: str) -> None:
         if self._on_error is not None:
