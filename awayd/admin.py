@@ -8,25 +8,26 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from awayd.configread import as_address, as_duration
-from awayd.errors import ConfigError
+from awayd.errors import UsageError
 
 
 def parse_since(value: str, now: datetime) -> datetime:
     try:
         return now - as_duration(value)
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"--since: expected a duration such as 7d or 24h, found {value!r}") from err
+        raise UsageError(f"awayd report: --since: expected a duration such as 7d or 24h, "
+                         f"found {value!r}") from err
 
 
-def normalise_entry(entry: str) -> str:
-    """A suppression entry: an address or @domain, lowercased; anything else is an error."""
+def normalise_entry(entry: str, command: str = "suppress") -> str:
+    """A suppression entry: an address or @domain, lowercased; anything else is a usage error."""
     text = entry.strip().lower()
     if text.startswith("@") and "." in text and " " not in text:
         return text
     try:
         return as_address(text)
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"expected an address or @domain, found {entry!r}") from err
+        raise UsageError(f"awayd {command}: expected an address or @domain, found {entry!r}") from err
 
 
 def print_report(report: Any, out: TextIO, *, as_json: bool,

@@ -25,7 +25,8 @@ EXIT_CODES = """exit codes:
   65  a message file given to explain cannot be read
   69  a server is unavailable at start (run --once)
   75  temporary failure (state database locked, network); try again later
-  78  configuration error (config file, templates, state file); systemd does not restart"""
+  78  configuration error (config file, templates, state file); systemd does not restart
+  141 the reader of the output went away (awayd explain ... | head)"""
 
 
 def default_config() -> str:
@@ -104,12 +105,25 @@ def build_parser() -> argparse.ArgumentParser:
                           "decisions")
     demo.add_argument("--keep", action="store_true", help="stay up after the samples so you can "
                       "send your own mail")
+    _name_each_parser(parser)
     return parser
+
+
+def _name_each_parser(parser: argparse.ArgumentParser) -> None:
+    """Record in each subcommand's defaults its own parser, so that an unknown argument is
+    reported as `awayd report: error: ...` rather than by the top-level parser."""
+    parser.set_defaults(command_parser=parser)
+    for action in parser._actions:  # argparse has no public view of its tree
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _name_each_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return dispatch(args)
     except UsageError as err:
@@ -133,6 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_TEMPFAIL
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader (`| head`) left: say nothing, and keep Python from failing to flush later
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # what a shell reports for SIGPIPE
 
 
 def _say(err: AwaydError) -> None:

@@ -124,7 +124,7 @@ def cmd_forget(args: argparse.Namespace, config_path: Path) -> int:
             store.close()
         print(f"awayd forget: no mailbox named {args.mailbox!r}", file=sys.stderr)
         return 2
-    address = normalise_entry(args.address)
+    address = normalise_entry(args.address, "forget")
     if store is None:
         print(f"{NOT_YET}: nothing to forget")
         return 0
@@ -148,7 +148,7 @@ def cmd_suppress(args: argparse.Namespace, config_path: Path) -> int:
         if args.action == "list":
             print(f"{NOT_YET}: the opt-out list is empty")
             return 0
-        normalise_entry(args.entry)  # a bad entry is still the first thing to hear about
+        normalise_entry(args.entry, f"suppress {args.action}")  # a bad entry is told first
         raise _no_state(f"suppress {args.action}", config)
     with store:
         if args.action == "list":
@@ -158,7 +158,7 @@ def cmd_suppress(args: argparse.Namespace, config_path: Path) -> int:
                 where = "all mailboxes" if item.mailbox == "*" else f"mailbox {item.mailbox}"
                 print(f"{item.entry}\t{where}\tsince {item.added_at:%Y-%m-%d}")
             return 0
-        entry = normalise_entry(args.entry)
+        entry = normalise_entry(args.entry, f"suppress {args.action}")
         if args.action == "add":
             store.suppress_add(entry, mailbox=scope, now=_now())
             print(f"suppressed {entry} ({'all mailboxes' if scope == '*' else scope})")

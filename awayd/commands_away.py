@@ -66,9 +66,9 @@ def read_text(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: --text: expected UTF-8 text: {err}") from err
+        raise ConfigError(f"awayd away: --text {path}: expected UTF-8 text: {err}") from err
     except OSError as err:
-        raise ConfigError(f"{path}: --text: cannot read: {err.strerror or err}") from err
+        raise ConfigError(f"awayd away: --text {path}: cannot read: {err.strerror or err}") from err
 
 
 def _render_problems(config: Config, mailbox: Mailbox, absence: OwnerAbsence, where: str) -> list[str]:
@@ -110,9 +110,10 @@ def cmd_away(args: argparse.Namespace, config_path: Path) -> int:
     try:
         absence = make_absence(mailbox.name, start, until, now, text=text, reply_to=reply_to)
     except TemplateSyntaxError as err:
-        raise ConfigError(f"{args.text}: line {err.lineno}: expected a valid template, found: "
-                          f"{err.message}") from err
-    problems = _render_problems(config, mailbox, absence, args.text or "owner absence")
+        raise ConfigError(f"awayd away: --text {args.text}: line {err.lineno}: expected a valid "
+                          f"template, found: {err.message}") from err
+    where = f"awayd away: --text {args.text}" if args.text else "awayd away: the borrowed texts"
+    problems = _render_problems(config, mailbox, absence, where)
     if problems:
         raise ConfigError(problems)
     store = _open_existing(config, "away")
