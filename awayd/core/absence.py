@@ -17,7 +17,7 @@ DEFAULT_INTERVAL = timedelta(days=7)
 DEFAULT_SUBJECT = "Auto: {{ subject }}"
 #: Used when neither `--text` nor a `kind: absence` rule of the mailbox gives a text.
 DEFAULT_TEXT = (
-    "Hello{{ (' ' ~ sender.first_name) if sender.first_name }},\n\n"
+    "Hello {{ sender.first_name }},\n\n"
     "I am away until {{ rule.until | date('long') }} and will read your message when I am back.\n"
 )
 

@@ -137,7 +137,7 @@ def test_without_an_absence_rule_the_builtin_text_answers_everyone_weekly(
     assert (rule.audience, rule.interval) == ("everyone", timedelta(days=7))
     decision = decide_with(eml(to="bob@example.org", from_="<x@example.net>"), mailbox, absence)
     assert decision.reply is not None
-    assert decision.reply.text.startswith("Hello,\n\nI am away until 4 January 2027")
+    assert decision.reply.text.startswith("Hello,\n\nI am away until January 4, 2027")
 
 
 def test_history_is_kept_per_absence_so_a_new_away_starts_a_new_period(
