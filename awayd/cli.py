@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,12 +19,16 @@ EX_DATAERR = 65
 EX_UNAVAILABLE = 69
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
+EX_SOFTWARE = 70
+#: Set to 1 to print the traceback of an internal error (a bug) after its one-line summary.
+DEBUG_ENV = "AWAYD_DEBUG"
 DEFAULT_CONFIG = "/etc/awayd/config.yaml"
 EXIT_CODES = """exit codes:
   0   ok
   2   usage: a wrong option or argument (unknown mailbox, bad date)
   65  a message file given to explain cannot be read
-  69  a server is unavailable at start (run --once)
+  69  a server is unavailable at start (run --once); demo without its packages
+  70  internal error: a bug (AWAYD_DEBUG=1 shows the traceback to report)
   75  temporary failure (state database locked, network); try again later
   78  configuration error (config file, templates, state file); systemd does not restart
   141 the reader of the output went away (awayd explain ... | head)"""
@@ -152,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # what a shell reports for SIGPIPE
+    except Exception as err:  # deliberate: a bug must still reach a person as one line
+        print(f"awayd {args.command}: internal error: {err!r} (this is a bug; run again with "
+              f"{DEBUG_ENV}=1 for the details to report)", file=sys.stderr)
+        if os.environ.get(DEBUG_ENV) == "1":
+            traceback.print_exc()
+        return EX_SOFTWARE
 
 
 def _say(err: AwaydError) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from awayd.config import load_config
 from awayd.configcheck import summary
 from awayd.core.history import EmptyHistory, HistoryView
-from awayd.errors import StateError
+from awayd.errors import SourceError, StateError
 
 
 def _now() -> datetime:
@@ -172,6 +172,9 @@ def cmd_suppress(args: argparse.Namespace, config_path: Path) -> int:
 
 def cmd_demo(args: argparse.Namespace, config_path: Path) -> int:
     """Embedded IMAP and SMTP servers on 127.0.0.1, a sample config, the real daemon."""
-    from awayd.demo.run import run_demo  # noqa: PLC0415 (pymap/aiosmtpd are demo-only)
-
+    try:
+        from awayd.demo.run import run_demo  # noqa: PLC0415 (pymap/aiosmtpd are demo-only)
+    except ImportError as err:
+        raise SourceError(f"awayd demo: needs the demo extras ({err.name or err} is missing): "
+                          "pip install 'awayd[demo]'", transient=False) from err
     return run_demo(keep=args.keep)

@@ -36,7 +36,8 @@ def test_top_level_help_lists_every_exit_code(capsys: pytest.CaptureFixture[str]
     assert done.value.code == 0
     out = capsys.readouterr().out
     for code, meaning in (("0", "ok"), ("2", "usage"), ("65", "message file"),
-                          ("69", "server"), ("75", "temporary"), ("78", "configuration")):
+                          ("69", "server"), ("70", "bug"), ("75", "temporary"),
+                          ("78", "configuration"), ("141", "output")):
         assert any(line.split()[:1] == [code] and meaning in line for line in out.splitlines()), code
 
 
@@ -48,3 +49,23 @@ def test_usage_errors_exit_2_naming_the_command(argv: list[str], capsys: pytest.
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert f"awayd {argv[0]}: error:" in err
+
+
+def test_a_bug_reaches_the_user_as_one_line_and_exit_70(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from awayd import commands  # noqa: PLC0415
+
+    def broken(args: argparse.Namespace, config_path: object) -> int:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(commands, "cmd_check", broken)
+    monkeypatch.delenv("AWAYD_DEBUG", raising=False)
+    assert main(["check"]) == 70
+    err = capsys.readouterr().err
+    assert err.startswith("awayd check: internal error: KeyError('surprise')")
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("AWAYD_DEBUG", "1")
+    assert main(["check"]) == 70
+    assert "Traceback" in capsys.readouterr().err
