@@ -17,7 +17,7 @@ from jinja2 import TemplateSyntaxError
 from awayd.absence_view import describe_absence, mailbox_status, read_absences, status_text
 from awayd.config import load_config
 from awayd.configtypes import Config, Mailbox
-from awayd.core.absence import OwnerAbsence, make_absence, span, with_absence
+from awayd.core.absence import OwnerAbsence, make_absence, span, template_rule, with_absence
 from awayd.errors import ConfigError, StateError, UsageError
 
 if TYPE_CHECKING:
@@ -106,6 +106,10 @@ def cmd_away(args: argparse.Namespace, config_path: Path) -> int:
     if ends <= begins:
         raise UsageError(f"awayd away: --until {args.until} is before --from {args.start or start}")
     reply_to = parse_reply_to(args.reply_to) if args.reply_to else None
+    if not args.text and template_rule(mailbox) is None and mailbox.language != "en":
+        # the built-in text is English: it would go out labelled as the mailbox's language
+        raise UsageError(f"awayd away: mailbox {mailbox.name} (language {mailbox.language}) has "
+                         "no `kind: absence` rule to take texts from: give --text FILE")
     text = read_text(args.text) if args.text else None
     try:
         absence = make_absence(mailbox.name, start, until, now, text=text, reply_to=reply_to)

@@ -29,6 +29,7 @@ mailboxes:
         text: "Bonjour {{ sender.first_name }}, absente jusqu'au {{ rule.until | date('long') }}."
   - name: support
     address: support@example.org
+    language: fr
     rules: [{name: ack, kind: acknowledgement, text: "Reçu."}]
 """
 
@@ -125,6 +126,7 @@ def test_back_ends_the_absence_and_forgets_who_the_mailbox_answered(
     (["away", "alice", "--until", "2099-01-01", "--text", "undefined.txt"], 78, "'sendr' is undefined"),
     (["away", "alice", "--until", "2099-01-01", "--text", "."], 78, "cannot read"),
     (["back", "nobody"], 2, "awayd back: no mailbox named 'nobody'"),
+    (["away", "support", "--until", "2099-01-01"], 2, "has no `kind: absence` rule"),
     (["away", "alice"], 2, "awayd away: error: the following arguments are required: --until"),
 ])
 def test_away_and_back_refuse_bad_input_before_writing_anything(
