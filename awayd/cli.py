@@ -22,7 +22,9 @@ DEFAULT_CONFIG = "/etc/awayd/config.yaml"
 
 
 def default_config() -> str:
-    return os.environ.get("AWAYD_CONFIG") or DEFAULT_CONFIG
+    from awayd.configpaths import default_config_path  # noqa: PLC0415
+
+    return str(default_config_path(os.environ, os.geteuid()))
 
 
 def _iso(value: str) -> datetime:
@@ -41,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--config", default=None, metavar="PATH",
-                       help=f"config file (default: $AWAYD_CONFIG, else {DEFAULT_CONFIG})")
+                       help="config file (default: $AWAYD_CONFIG, else ~/.config/awayd/config.yaml "
+                       f"if it exists and you are not root, else {DEFAULT_CONFIG})")
         return p
 
     run = with_config(sub.add_parser("run", help="run the daemon in the foreground"))

@@ -14,6 +14,7 @@ import yaml
 from jinja2 import Template, TemplateSyntaxError
 
 from awayd import configread as cr
+from awayd.configpaths import resolve_paths
 from awayd.configread import Node, Problems
 from awayd.configtypes import (
     Audience,
@@ -50,7 +51,7 @@ TOP_KEYS = frozenset({"state", "smtp", "metrics", "mailboxes"})
 STATE_KEYS = frozenset({"path", "max_delay", "keep_decisions", "retry_base"})
 METRICS_KEYS = frozenset({"listen"})
 SMTP_KEYS = frozenset({"host", "port", "username", "envelope_from", "timeout", "helo",
-                       *_SECRET_KEYS, *_TLS_KEYS})
+                       "oauth2_token_command", *_SECRET_KEYS, *_TLS_KEYS})
 IMAP_KEYS = frozenset({"host", "port", "username", "oauth2_token_command", "folders",
                        "poll_interval", "idle", "timeout", *_SECRET_KEYS, *_TLS_KEYS})
 MAILBOX_KEYS = frozenset({"name", "address", "aliases", "display_name", "timezone", "language",
@@ -114,12 +115,21 @@ def _smtp(node: Node) -> SmtpSettings:
     envelope_from = node.get("envelope_from", str, "an address or \"\"", "")
     if envelope_from:
         envelope_from = node.get("envelope_from", cr.as_address, "an address or \"\"", "")
+    password = _secret(node)
+    oauth = node.get("oauth2_token_command", _argv, "a command (list or string)", None)
+    username = node.get("username", cr.as_str, "a user name", None)
+    if oauth is not None and password is not None:
+        node.problems.add(node.sub("oauth2_token_command"), "either a password key or "
+                          "oauth2_token_command", "both")
+    if (oauth is not None or password is not None) and username is None:
+        node.problems.add(node.sub("username"), "a user name to log in with")
     return SmtpSettings(
         host=node.require("host", cr.as_str, "a host name") or "localhost",
         port=node.get("port", cr.as_port, "a port number", default_port),
         tls=tls,
-        username=node.get("username", cr.as_str, "a user name", None),
-        password=_secret(node),
+        username=username,
+        password=password,
+        oauth2_token_command=oauth,
         envelope_from=envelope_from,
         timeout=node.get("timeout", cr.as_duration, "a duration such as 30s",
                          cr.as_duration(30)).total_seconds(),
@@ -440,8 +450,8 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         raise ConfigError(problems.items)
     from awayd.configcheck import trial_render  # noqa: PLC0415 (needs the core)
 
-    config = Config(source=source, state=state, smtp=smtp, mailboxes=tuple(mailboxes),
-                    metrics=metrics)
+    config = resolve_paths(Config(source=source, state=state, smtp=smtp,
+                                  mailboxes=tuple(mailboxes), metrics=metrics), base)
     render_problems = trial_render(config)
     if render_problems:
         raise ConfigError([f"{source}: {p}" for p in render_problems])
@@ -471,4 +481,4 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: cannot read the configuration: {err.strerror}") from err
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text: {err}") from err
-    return parse_config(text, str(path), path.parent)
+    return parse_config(text, str(path), path.absolute().parent)

@@ -82,7 +82,7 @@ mailboxes:
         text: "Reçu (réf. {{ ticket }}), réponse dès {{ next_opening }}."
   - name: support
     address: support@example.org
-    smtp: {host: relay.example.org, security: tls, password_command: "pass show relay"}
+    smtp: {host: relay.example.org, security: tls, username: support, password_command: "pass show relay"}
     imap: {host: imap.example.org, username: support, oauth2_token_command: [get-token, support]}
     rules: [{name: ack, kind: acknowledgement, text: "Reçu."}]
 """
@@ -395,7 +395,7 @@ def test_text_is_required() -> None:
 
 
 def test_both_password_file_and_password_env_are_refused() -> None:
-    text = "smtp: {host: s.example, password_file: /a, password_env: B}\n" + MINIMAL
+    text = "smtp: {host: s.example, username: u, password_file: /a, password_env: B}\n" + MINIMAL
     (problem,) = problems_of(text)
     assert problem.startswith("c.yaml: smtp.password_env: expected only one of password_file, "
                               "password_env")
