@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import shlex
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import cast
 from zoneinfo import ZoneInfo
@@ -14,6 +15,7 @@ import yaml
 from jinja2 import Template, TemplateSyntaxError
 
 from awayd import configread as cr
+from awayd.configmarks import yaml_marks
 from awayd.configpaths import resolve_paths
 from awayd.configread import Node, Problems
 from awayd.configtypes import (
@@ -36,7 +38,7 @@ from awayd.configtypes import (
     WeeklyWindow,
     When,
 )
-from awayd.core.templates import compile_template
+from awayd.core.templates import VARIABLES, compile_template, undeclared_names
 from awayd.errors import ConfigError
 
 DEFAULT_SUBJECT = "Auto: {{ subject }}"
@@ -181,10 +183,23 @@ def _templates(node: Node, base_subject: str) -> Templates | None:
         except TemplateSyntaxError as err:
             node.problems.add(node.sub(key), "a valid template", f"line {err.lineno}: {err.message}")
             compiled.append(None)
+            continue
+        if _undeclared(node, key, source, html=is_html):
+            compiled[-1] = None
     subject_t, text_t, html_t = compiled
     if subject_t is None or text_t is None or (html is not None and html_t is None):
         return None
     return Templates(subject_t, text_t, html_t, "\x00".join((subject, text or "", html or "")))
+
+
+def _undeclared(node: Node, key: str, source: str, *, html: bool) -> bool:
+    """Report each name the template reads that no reply provides; True if there was one."""
+    names = undeclared_names(source, html=html)
+    for name in names:
+        close = difflib.get_close_matches(name, VARIABLES, n=1)
+        node.problems.note(node.sub(key), f"{name!r} is undefined; " + (
+            f"did you mean {close[0]!r}?" if close else f"the variables are {', '.join(VARIABLES)}"))
+    return bool(names)
 
 
 def _when(node: Node, tz: ZoneInfo) -> When:
@@ -198,8 +213,8 @@ def _when(node: Node, tz: ZoneInfo) -> When:
         return value
 
     start, until = point("from"), point("until")
-    if start is not None and until is not None and type(start) is type(until) and until < start:
-        node.problems.add(node.sub("until"), "a day on or after `from`", str(until))
+    if start is not None and until is not None and _ends_before_start(start, until, tz):
+        node.problems.add(node.sub("until"), "a day or time on or after `from`", str(until))
     weekly: list[WeeklyWindow] = []
     for w in node.children("weekly"):
         w.reject_unknown(WEEKLY_KEYS)
@@ -211,6 +226,16 @@ def _when(node: Node, tz: ZoneInfo) -> When:
         ranges = w.get(key, cr.as_time_ranges, 'a range "HH:MM-HH:MM" or a list of them', ())
         weekly.append(WeeklyWindow(days, ranges, outside=key == "outside"))
     return When(start, until, tuple(weekly))
+
+
+def _ends_before_start(start: date | datetime, until: date | datetime, tz: ZoneInfo) -> bool:
+    if type(start) is type(until):
+        return until < start
+    # A date is a whole local day and `until` includes its day: compare the instants.
+    begin = start if isinstance(start, datetime) else datetime.combine(start, time.min, tz)
+    end = until if isinstance(until, datetime) else datetime.combine(
+        until + timedelta(days=1), time.min, tz)
+    return end <= begin
 
 
 def _match(node: Node) -> Match:
@@ -437,8 +462,8 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
             "listen", _listen_address, "host:port such as 127.0.0.1:9387", None))
     if not isinstance(data.get("mailboxes"), list) or not data["mailboxes"]:
         problems.add("mailboxes", "a list with at least one mailbox", data.get("mailboxes", cr.MISSING))
-    mailboxes = [m for m in (_mailbox(n, smtp, base) for n in root.children("mailboxes"))
-                 if m is not None]
+    built = [(n, _mailbox(n, smtp, base)) for n in root.children("mailboxes")]
+    mailboxes = [m for _n, m in built if m is not None]
     names = [m.name for m in mailboxes]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.add("mailboxes", "unique mailbox names", f"{dup!r} twice")
@@ -446,16 +471,27 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         if mb.imap is not None and mb.smtp is None:
             problems.add(f"mailboxes[{i}].smtp", "an smtp section (here or at the top level) "
                          "for a mailbox that is watched over imap")
-    if problems.items:
-        raise ConfigError(problems.items)
-    from awayd.configcheck import trial_render  # noqa: PLC0415 (needs the core)
-
     config = resolve_paths(Config(source=source, state=state, smtp=smtp,
                                   mailboxes=tuple(mailboxes), metrics=metrics), base)
-    render_problems = trial_render(config)
-    if render_problems:
-        raise ConfigError([f"{source}: {p}" for p in render_problems])
+    _trial_render(config, [n for n, m in built if m is not None], problems)
+    if problems.items:
+        raise ConfigError(problems.located(yaml_marks(text)))
     return config
+
+
+def _trial_render(config: Config, nodes: list[Node], problems: Problems) -> None:
+    """Render every template once against a sample; each failure is a problem at its key."""
+    from awayd.configcheck import trial_render  # noqa: PLC0415 (needs the core)
+
+    for node, mailbox in zip(nodes, config.mailboxes, strict=True):
+        raw = node.data.get("rules")
+        names = [r.get("name") if isinstance(r, dict) else None
+                 for r in (raw if isinstance(raw, list) else [])]
+        for rule in mailbox.rules:
+            where = (f"{node.path}.rules[{names.index(rule.name)}]" if rule.name in names
+                     else f"{node.path}.rules")
+            for key, message in trial_render(mailbox, rule):
+                problems.note(f"{where}.{key}" if key else where, message)
 
 
 def _positive_duration(value: object) -> timedelta:
