@@ -50,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = with_config(sub.add_parser("run", help="run the daemon in the foreground"))
     run.add_argument("--once", action="store_true",
                      help="process what is new, send, and exit (for cron and tests)")
-    with_config(sub.add_parser("check", help="validate the config and templates, print a summary"))
+    chk = with_config(sub.add_parser("check", help="validate the config and templates, read "
+                                     "every secret, print a summary"))
+    chk.add_argument("--connect", action="store_true",
+                     help="also log in to every IMAP and SMTP server and print one line each "
+                     "(exit 69 if a server cannot be reached, 78 if it refuses the login)")
     ex = with_config(sub.add_parser("explain", help="say why messages would or would not be "
                                     "answered"))
     ex.add_argument("--mailbox", metavar="NAME", help="mailbox to judge for (default: the first)")

@@ -18,8 +18,20 @@ def _now() -> datetime:
 
 
 def cmd_check(args: argparse.Namespace, config_path: Path) -> int:
+    from awayd.checksecrets import verify_secrets  # noqa: PLC0415
+    from awayd.configcheck import rule_warnings  # noqa: PLC0415
+    from awayd.configmarks import located, read_text  # noqa: PLC0415
+
     config = load_config(config_path)
-    print(summary(config, _now()))
+    verify_secrets(config, config_path)
+    now = _now()
+    for warning in located(config.source, read_text(config_path), rule_warnings(config, now)):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(summary(config, now))
+    if getattr(args, "connect", False):
+        from awayd.checkconnect import connect_report  # noqa: PLC0415
+
+        return connect_report(config, sys.stdout)
     return 0
 
 

@@ -72,6 +72,18 @@ def _render_error(sample: Message, mailbox: Mailbox, rule: Rule, templates: Temp
     return None
 
 
+def rule_warnings(config: Config, now: datetime) -> list[tuple[str, str]]:
+    """(path, message) for each rule that ended before `now`: valid, but it will never answer."""
+    warnings: list[tuple[str, str]] = []
+    for i, mb in enumerate(config.mailboxes):
+        for j, rule in enumerate(mb.rules):
+            if rule.when is not None and state(rule.when, now, mb.timezone) is State.AFTER:
+                warnings.append((f"mailboxes[{i}].rules[{j}].when.until",
+                                 f"rule {rule.name} of mailbox {mb.name} ended on "
+                                 f"{rule.when.until}: it will never answer again"))
+    return warnings
+
+
 def describe_rule(rule: Rule, mailbox: Mailbox, now: datetime) -> str:
     """One line: the rule and when it is, or next becomes, active in the mailbox's zone."""
     tz = mailbox.timezone

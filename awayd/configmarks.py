@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 import yaml
+
+from awayd.configread import Problems
 
 #: A walk never records more than this many paths (a config has a few hundred).
 MAX_MARKS = 100_000
@@ -39,3 +44,19 @@ def yaml_marks(text: str) -> dict[str, tuple[int, int]]:
                 marks.setdefault(sub, (item.start_mark.line + 1, item.start_mark.column + 1))
                 stack.append((item, sub))
     return marks
+
+
+def located(source: str, text: str | None, pairs: Iterable[tuple[str, str]]) -> list[str]:
+    """`source: path: message (line L, column C)` for each (path, message), in file order."""
+    problems = Problems(source)
+    for path, message in pairs:
+        problems.note(path, message)
+    return problems.located(yaml_marks(text) if text is not None else {})
+
+
+def read_text(path: Path) -> str | None:
+    """The config text again, for positions; None when it cannot be read now."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
