@@ -1,0 +1,95 @@
+"""`awayd check --connect` against the real Dovecot and aiosmtpd: one line per server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.daemon import awayd, mailbox, write_config
+from tests.integration.dovecot import Dovecot, free_port
+from tests.integration.oauthsink import OAuthSink, token_script
+from tests.integration.smtpsink import SmtpSink
+
+
+@pytest.fixture
+def oauth_sink() -> Iterator[OAuthSink]:
+    sink = OAuthSink({"good-token"})
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+def _row(out: str, prefix: str) -> str:
+    [line] = [line for line in out.splitlines() if line.startswith(prefix)]
+    return line
+
+
+def test_every_server_logs_in_and_idle_is_reported(
+    tmp_path: Path, dovecot: Dovecot, mail_user: str, smtp_sink: SmtpSink
+) -> None:
+    config = write_config(tmp_path / "c.yaml", sink=smtp_sink,
+                          mailboxes=[mailbox("alice", mail_user, dovecot)])
+    done = awayd("check", "--connect", config=config)
+    assert done.returncode == 0, done.stderr
+    imap = _row(done.stdout, f"imap 127.0.0.1:{dovecot.imap_port} (none)")
+    assert mail_user in imap
+    assert imap.split()[4:] == ["yes", "ok,", "folders", "INBOX"]
+    smtp = _row(done.stdout, f"smtp 127.0.0.1:{smtp_sink.port} (none)")
+    assert smtp.endswith("ok")
+
+
+def test_a_refused_password_and_a_missing_folder_exit_78(
+    tmp_path: Path, dovecot: Dovecot, mail_user: str, smtp_sink: SmtpSink
+) -> None:
+    wrong = tmp_path / "wrong.pass"
+    wrong.write_text("not-the-password\n", encoding="utf-8")
+    other = dovecot.add_user(f"x-{mail_user}")
+    config = write_config(tmp_path / "c.yaml", sink=smtp_sink, mailboxes=[
+        mailbox("alice", mail_user, dovecot, password_file=wrong),
+        mailbox("bob", other, dovecot, folders=("INBOX", "No-Such-Folder")),
+    ])
+    done = awayd("check", "--connect", config=config)
+    assert done.returncode == 78, done.stdout + done.stderr
+    alice = _row(done.stdout, f"imap 127.0.0.1:{dovecot.imap_port} (none)  {mail_user} ")
+    assert "FAILED: IMAP login" in alice
+    assert "not-the-password" not in done.stdout
+    bob = _row(done.stdout, f"imap 127.0.0.1:{dovecot.imap_port} (none)  {other} ")
+    assert "FAILED:" in bob
+    assert "No-Such-Folder" in bob
+
+
+def test_an_unreachable_server_exits_69(
+    tmp_path: Path, dovecot: Dovecot, mail_user: str, smtp_sink: SmtpSink
+) -> None:
+    config = write_config(tmp_path / "c.yaml", sink=smtp_sink,
+                          mailboxes=[mailbox("alice", mail_user, dovecot, port=free_port())])
+    done = awayd("check", "--connect", config=config)
+    assert done.returncode == 69, done.stdout + done.stderr
+    assert "FAILED: " in done.stdout
+
+
+def test_smtp_xoauth2_login_is_checked_and_a_refused_token_is_shown(
+    tmp_path: Path, dovecot: Dovecot, mail_user: str, oauth_sink: OAuthSink
+) -> None:
+    good = token_script(tmp_path / "good", "good-token")
+    bad = token_script(tmp_path / "bad", "stale-token")
+    boxes = []
+    for name, script in (("good", good), ("bad", bad)):
+        box = mailbox(name, dovecot.add_user(f"{name}-{mail_user}"), dovecot)
+        box["smtp"] = {"host": oauth_sink.host, "port": oauth_sink.port, "security": "none",
+                       "username": f"{name}@example.org", "oauth2_token_command": [str(script)]}
+        boxes.append(box)
+    config = write_config(tmp_path / "c.yaml", sink=oauth_sink, mailboxes=boxes)
+    done = awayd("check", "--connect", config=config)
+    assert done.returncode == 78, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines()
+            if line.startswith(f"smtp 127.0.0.1:{oauth_sink.port}")]
+    assert len(rows) == 3  # the top-level relay (no AUTH) and each mailbox's own
+    assert any("good@example.org" in r and r.endswith("ok, logged in") for r in rows)
+    assert any("bad@example.org" in r and "FAILED: AUTH refused: 535" in r for r in rows)
+    assert "stale-token" not in done.stdout
+    assert ("good@example.org", "good-token") in oauth_sink.attempts
