@@ -19,10 +19,26 @@ def resolve_path(path: Path, base_dir: Path) -> Path:
     return expanded if expanded.is_absolute() else base_dir / expanded
 
 
+def resolve_command(argv: tuple[str, ...], base_dir: Path) -> tuple[str, ...]:
+    """A program named by a path (`./token`, `~/bin/token`) resolves like a file; a bare name
+    (`secret-tool`) is looked up on PATH when it runs."""
+    if not argv or "/" not in argv[0]:
+        return argv
+    return (str(resolve_path(Path(argv[0]), base_dir)), *argv[1:])
+
+
 def _secret(source: SecretSource | None, base_dir: Path) -> SecretSource | None:
-    if source is None or source.file is None:
-        return source
-    return replace(source, file=resolve_path(source.file, base_dir))
+    if source is None:
+        return None
+    if source.file is not None:
+        return replace(source, file=resolve_path(source.file, base_dir))
+    if source.command is not None:
+        return replace(source, command=resolve_command(source.command, base_dir))
+    return source
+
+
+def _oauth(argv: tuple[str, ...] | None, base_dir: Path) -> tuple[str, ...] | None:
+    return None if argv is None else resolve_command(argv, base_dir)
 
 
 def _tls(tls: TlsSettings, base_dir: Path) -> TlsSettings:
@@ -32,15 +48,18 @@ def _tls(tls: TlsSettings, base_dir: Path) -> TlsSettings:
 
 
 def _smtp(smtp: SmtpSettings, base_dir: Path) -> SmtpSettings:
-    return replace(smtp, tls=_tls(smtp.tls, base_dir), password=_secret(smtp.password, base_dir))
+    return replace(smtp, tls=_tls(smtp.tls, base_dir), password=_secret(smtp.password, base_dir),
+                   oauth2_token_command=_oauth(smtp.oauth2_token_command, base_dir))
 
 
 def _imap(imap: ImapSettings, base_dir: Path) -> ImapSettings:
-    return replace(imap, tls=_tls(imap.tls, base_dir), password=_secret(imap.password, base_dir))
+    return replace(imap, tls=_tls(imap.tls, base_dir), password=_secret(imap.password, base_dir),
+                   oauth2_token_command=_oauth(imap.oauth2_token_command, base_dir))
 
 
 def resolve_paths(config: Config, base_dir: Path) -> Config:
-    """Return `config` with password files and CA files resolved against `base_dir`.
+    """Return `config` with password files, CA files and commands given by a path resolved
+    against `base_dir`.
 
     A mailbox that uses the top-level `smtp` keeps sharing the same (resolved) object, so
     callers can still tell an inherited relay from a mailbox's own by identity.

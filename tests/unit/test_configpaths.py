@@ -67,6 +67,33 @@ def test_every_file_in_the_config_resolves_against_the_config_directory(
     assert bob.smtp.password.file == etc / "bob-smtp.pass"
 
 
+def test_commands_named_by_a_relative_path_resolve_against_the_config_directory(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("""
+smtp: {host: s.example, username: me, oauth2_token_command: [./bin/token, --smtp]}
+mailboxes:
+  - name: me
+    address: me@example.org
+    imap: {host: i.example, username: me, password_command: "secret-tool lookup awayd imap"}
+    rules: [{name: r, text: hi}]
+  - name: other
+    address: other@example.org
+    imap: {host: i.example, username: other, oauth2_token_command: "~/tok other"}
+    rules: [{name: r, text: hi}]
+""", encoding="utf-8")
+    config = load_config(path)
+    assert config.smtp is not None
+    assert config.smtp.oauth2_token_command == (str(tmp_path / "bin" / "token"), "--smtp")
+    me, other = config.mailboxes
+    assert me.imap is not None
+    assert me.imap.password is not None
+    assert me.imap.password.command == ("secret-tool", "lookup", "awayd", "imap")  # from PATH
+    assert other.imap is not None
+    assert other.imap.oauth2_token_command == (str(Path.home() / "tok"), "other")
+
+
 def test_a_mailbox_without_its_own_smtp_shares_the_resolved_top_level_relay(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path))
     assert config.mailboxes[0].smtp is config.smtp
