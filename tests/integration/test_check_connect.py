@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
+from awayd.adapters.secrets import resolve_secret
+from awayd.checkconnect import exit_code, probe_smtp
+from awayd.configtypes import SmtpSettings, TlsSettings
 from tests.integration.daemon import awayd, mailbox, write_config
 from tests.integration.dovecot import Dovecot, free_port
 from tests.integration.oauthsink import OAuthSink, token_script
@@ -93,3 +98,43 @@ def test_smtp_xoauth2_login_is_checked_and_a_refused_token_is_shown(
     assert any("bad@example.org" in r and "FAILED: AUTH refused: 535" in r for r in rows)
     assert "stale-token" not in done.stdout
     assert ("good@example.org", "good-token") in oauth_sink.attempts
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ssl.SSLContext]:
+    ours, other = trustme.CA(), trustme.CA()
+    directory = tmp_path_factory.mktemp("ca")
+    ours.cert_pem.write_to_path(str(directory / "ca.pem"))
+    other.cert_pem.write_to_path(str(directory / "other.pem"))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ours.issue_cert("127.0.0.1").configure_cert(server)
+    return directory / "ca.pem", directory / "other.pem", server
+
+
+def _smtp(sink: SmtpSink, ca_file: Path | None) -> SmtpSettings:
+    return SmtpSettings(host=sink.host, port=sink.port, timeout=5.0,
+                        tls=TlsSettings(security="starttls", ca_file=ca_file))
+
+
+def test_smtp_starttls_is_probed_with_the_configured_ca(ca: tuple[Path, Path, ssl.SSLContext]) -> None:
+    ours, other, server = ca
+    sink = SmtpSink(tls_context=server)
+    sink.start()
+    try:
+        good = probe_smtp(_smtp(sink, ours), resolve_secret)
+        untrusted = probe_smtp(_smtp(sink, other), resolve_secret)
+    finally:
+        sink.stop()
+    assert good.ok
+    assert good.detail == "ok"
+    assert not untrusted.ok
+    assert not untrusted.transient  # a setting to fix: exit 78
+    assert "TLS certificate not trusted" in untrusted.detail
+    assert exit_code([good, untrusted]) == 78
+
+
+def test_smtp_without_starttls_is_a_setting_problem(smtp_sink: SmtpSink) -> None:
+    probe = probe_smtp(_smtp(smtp_sink, None), resolve_secret)
+    assert not probe.ok
+    assert probe.detail == "the server does not offer STARTTLS"
+    assert exit_code([probe]) == 78

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -138,13 +136,24 @@ def test_root_always_means_the_system_config(tmp_path: Path) -> None:
     assert default_config_path({"HOME": str(tmp_path)}, euid=0) == SYSTEM_CONFIG
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="the user config is not searched for root")
-def test_awayd_check_without_config_finds_the_users_file(tmp_path: Path) -> None:
-    _write(tmp_path / ".config" / "awayd")
-    env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "")}
-    done = subprocess.run([sys.executable, "-m", "awayd", "check"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, check=False)
-    assert str(tmp_path / ".config" / "awayd" / "config.yaml") in done.stdout + done.stderr
+def test_awayd_check_without_config_finds_the_users_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI asks default_config_path with the real environment and effective uid."""
+    from awayd.cli import main  # noqa: PLC0415
+
+    mine = _write(tmp_path / ".config" / "awayd")
+    (mine.parent / "secrets").mkdir()
+    for name in ("secrets/smtp.pass", "bob.pass", "bob-smtp.pass"):
+        (mine.parent / name).write_text("pw\n", encoding="utf-8")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("AWAYD_CONFIG", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["check"]) == 78  # alice's ~/alice.pass and certs/ca.pem are missing
+    err = capsys.readouterr().err
+    assert err.startswith(f"{mine}: ")
+    assert f"password file {tmp_path / 'alice.pass'}: cannot read" in err
 
 
 def test_smtp_oauth2_token_command_is_accepted_at_top_level_and_per_mailbox() -> None:
