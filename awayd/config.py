@@ -467,9 +467,9 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     names = [m.name for m in mailboxes]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.add("mailboxes", "unique mailbox names", f"{dup!r} twice")
-    for i, mb in enumerate(mailboxes):
-        if mb.imap is not None and mb.smtp is None:
-            problems.add(f"mailboxes[{i}].smtp", "an smtp section (here or at the top level) "
+    for node, mb in built:
+        if mb is not None and mb.imap is not None and mb.smtp is None:
+            problems.add(node.sub("smtp"), "an smtp section (here or at the top level) "
                          "for a mailbox that is watched over imap")
     config = resolve_paths(Config(source=source, state=state, smtp=smtp,
                                   mailboxes=tuple(mailboxes), metrics=metrics), base)
@@ -485,7 +485,7 @@ def _trial_render(config: Config, nodes: list[Node], problems: Problems) -> None
 
     for node, mailbox in zip(nodes, config.mailboxes, strict=True):
         raw = node.data.get("rules")
-        names = [r.get("name") if isinstance(r, dict) else None
+        names = [str(r.get("name")) if isinstance(r, dict) else None
                  for r in (raw if isinstance(raw, list) else [])]
         for rule in mailbox.rules:
             where = (f"{node.path}.rules[{names.index(rule.name)}]" if rule.name in names

@@ -101,3 +101,22 @@ def test_marks_of_an_alias_bomb_are_cheap() -> None:
 
 def test_invalid_yaml_has_no_marks() -> None:
     assert yaml_marks("a: [unclosed\n") == {}
+
+
+def test_paths_keep_the_yaml_index_when_an_earlier_mailbox_or_rule_failed() -> None:
+    found = problems("""\
+mailboxes:
+  - name: broken
+  - name: second
+    address: second@example.org
+    imap: {host: i.example, username: s, password_env: P}
+    rules:
+      - {name: first, text: "{{ oops"}
+      - {name: 2026, text: "{{ sender.nickname }}"}
+""")
+    assert [p.split(": ")[1] for p in found] == [
+        "mailboxes[0].address",
+        "mailboxes[1].smtp",
+        "mailboxes[1].rules[0].text",
+        "mailboxes[1].rules[1].text",
+    ]
