@@ -91,10 +91,10 @@ class Install:
 
     def sh(self, line: str, **env: str) -> subprocess.CompletedProcess[str]:
         command = self.moved(line).replace("/path/to/awayd", str(self.clone))
-        command = command.replace("'the password'", f"'{PASSWORD}'")
+        typed = f"{PASSWORD}\n" if "/dev/stdin" in command else ""  # what the admin types
         done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=self.clone,
                               env=self.env(**env), capture_output=True, text=True, check=False,
-                              stdin=subprocess.DEVNULL, timeout=600)
+                              input=typed, timeout=600)
         with self.log.open("a", encoding="utf-8") as log:
             log.write(f"$ {command}\n{done.stdout}{done.stderr}[exit {done.returncode}]\n")
         return done
