@@ -28,8 +28,10 @@ class Probe:
     idle: bool | None = None  # IMAP only: the server offers IDLE
 
 
-def probe_imap(settings: ImapSettings, resolve: Callable[[SecretSource], str]) -> Probe:
-    """Connect, log in, EXAMINE every folder, and see whether IDLE is offered."""
+def probe_imap(settings: ImapSettings, resolve: Callable[[SecretSource], str],
+               save_copy: str | None = None) -> Probe:
+    """Connect, log in, EXAMINE every folder (and the save_copy folder), see whether IDLE is
+    offered."""
     from awayd.adapters.imap_conn import close_quietly, open_client, translate_errors  # noqa: PLC0415
 
     server = f"imap {settings.host}:{settings.port} ({settings.tls.security})"
@@ -39,7 +41,7 @@ def probe_imap(settings: ImapSettings, resolve: Callable[[SecretSource], str]) -
         return Probe(server, settings.username, False, err.transient, str(err))
     try:
         idle = bool(client.has_capability("IDLE"))
-        for folder in settings.folders:
+        for folder in (*settings.folders, *([save_copy] if save_copy else [])):
             with translate_errors(settings, f"EXAMINE {folder}", refusal_transient=False):
                 client.select_folder(folder, readonly=True)
     except SourceError as err:
@@ -47,7 +49,8 @@ def probe_imap(settings: ImapSettings, resolve: Callable[[SecretSource], str]) -
     finally:
         close_quietly(client)
     return Probe(server, settings.username, True, False,
-                 "ok, folders " + ", ".join(settings.folders), idle)
+                 "ok, folders " + ", ".join(settings.folders)
+                 + (f", copies to {save_copy}" if save_copy else ""), idle)
 
 
 def probe_smtp(settings: SmtpSettings, resolve: Callable[[SecretSource], str]) -> Probe:
@@ -98,7 +101,8 @@ def probe_smtp(settings: SmtpSettings, resolve: Callable[[SecretSource], str]) -
 
 def probe_all(config: Config, resolve: Callable[[SecretSource], str]) -> list[Probe]:
     """One probe per mailbox's IMAP server and per distinct SMTP relay (the shared one once)."""
-    probes = [probe_imap(mb.imap, resolve) for mb in config.mailboxes if mb.imap is not None]
+    probes = [probe_imap(mb.imap, resolve, mb.save_copy) for mb in config.mailboxes
+              if mb.imap is not None]
     relays: list[SmtpSettings] = []
     for smtp in (config.smtp, *(mb.smtp for mb in config.mailboxes)):
         if smtp is not None and smtp not in relays:

@@ -56,6 +56,7 @@ def test_a_refused_password_and_a_missing_folder_exit_78(
     config = write_config(tmp_path / "c.yaml", sink=smtp_sink, mailboxes=[
         mailbox("alice", mail_user, dovecot, password_file=wrong),
         mailbox("bob", other, dovecot, folders=("INBOX", "No-Such-Folder")),
+        mailbox("carol", dovecot.add_user(f"c-{mail_user}"), dovecot, save_copy="Sent-Missing"),
     ])
     done = awayd("check", "--connect", config=config)
     assert done.returncode == 78, done.stdout + done.stderr
@@ -65,6 +66,9 @@ def test_a_refused_password_and_a_missing_folder_exit_78(
     bob = _row(done.stdout, f"imap 127.0.0.1:{dovecot.imap_port} (none)  {other} ")
     assert "FAILED:" in bob
     assert "No-Such-Folder" in bob
+    carol = _row(done.stdout, f"imap 127.0.0.1:{dovecot.imap_port} (none)  c-{mail_user} ")
+    assert "FAILED:" in carol
+    assert "Sent-Missing" in carol
 
 
 def test_an_unreachable_server_exits_69(
