@@ -90,7 +90,9 @@ class Install:
         return text
 
     def sh(self, line: str, **env: str) -> subprocess.CompletedProcess[str]:
-        command = self.moved(line).replace("/path/to/awayd", str(self.clone))
+        # The system user is real, with its real home; every other path moves.
+        command = line if line.startswith("useradd") else self.moved(line)
+        command = command.replace("/path/to/awayd", str(self.clone))
         typed = f"{PASSWORD}\n" if "/dev/stdin" in command else ""  # what the admin types
         done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=self.clone,
                               env=self.env(**env), capture_output=True, text=True, check=False,
