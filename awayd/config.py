@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 import shlex
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import cast
 from zoneinfo import ZoneInfo
@@ -18,6 +17,7 @@ from awayd import configread as cr
 from awayd.configmarks import yaml_marks
 from awayd.configpaths import resolve_paths
 from awayd.configread import Node, Problems
+from awayd.configrules import ends_before_start, report_undeclared, trial_render_at_keys
 from awayd.configtypes import (
     Audience,
     Backscatter,
@@ -38,7 +38,7 @@ from awayd.configtypes import (
     WeeklyWindow,
     When,
 )
-from awayd.core.templates import VARIABLES, compile_template, undeclared_names
+from awayd.core.templates import compile_template
 from awayd.errors import ConfigError
 
 DEFAULT_SUBJECT = "Auto: {{ subject }}"
@@ -184,22 +184,12 @@ def _templates(node: Node, base_subject: str) -> Templates | None:
             node.problems.add(node.sub(key), "a valid template", f"line {err.lineno}: {err.message}")
             compiled.append(None)
             continue
-        if _undeclared(node, key, source, html=is_html):
+        if report_undeclared(node, key, source, html=is_html):
             compiled[-1] = None
     subject_t, text_t, html_t = compiled
     if subject_t is None or text_t is None or (html is not None and html_t is None):
         return None
     return Templates(subject_t, text_t, html_t, "\x00".join((subject, text or "", html or "")))
-
-
-def _undeclared(node: Node, key: str, source: str, *, html: bool) -> bool:
-    """Report each name the template reads that no reply provides; True if there was one."""
-    names = undeclared_names(source, html=html)
-    for name in names:
-        close = difflib.get_close_matches(name, VARIABLES, n=1)
-        node.problems.note(node.sub(key), f"{name!r} is undefined; " + (
-            f"did you mean {close[0]!r}?" if close else f"the variables are {', '.join(VARIABLES)}"))
-    return bool(names)
 
 
 def _when(node: Node, tz: ZoneInfo) -> When:
@@ -213,7 +203,7 @@ def _when(node: Node, tz: ZoneInfo) -> When:
         return value
 
     start, until = point("from"), point("until")
-    if start is not None and until is not None and _ends_before_start(start, until, tz):
+    if start is not None and until is not None and ends_before_start(start, until, tz):
         node.problems.add(node.sub("until"), "a day or time on or after `from`", str(until))
     weekly: list[WeeklyWindow] = []
     for w in node.children("weekly"):
@@ -226,16 +216,6 @@ def _when(node: Node, tz: ZoneInfo) -> When:
         ranges = w.get(key, cr.as_time_ranges, 'a range "HH:MM-HH:MM" or a list of them', ())
         weekly.append(WeeklyWindow(days, ranges, outside=key == "outside"))
     return When(start, until, tuple(weekly))
-
-
-def _ends_before_start(start: date | datetime, until: date | datetime, tz: ZoneInfo) -> bool:
-    if type(start) is type(until):
-        return until < start
-    # A date is a whole local day and `until` includes its day: compare the instants.
-    begin = start if isinstance(start, datetime) else datetime.combine(start, time.min, tz)
-    end = until if isinstance(until, datetime) else datetime.combine(
-        until + timedelta(days=1), time.min, tz)
-    return end <= begin
 
 
 def _match(node: Node) -> Match:
@@ -473,25 +453,10 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
                          "for a mailbox that is watched over imap")
     config = resolve_paths(Config(source=source, state=state, smtp=smtp,
                                   mailboxes=tuple(mailboxes), metrics=metrics), base)
-    _trial_render(config, [n for n, m in built if m is not None], problems)
+    trial_render_at_keys(config, [n for n, m in built if m is not None], problems)
     if problems.items:
         raise ConfigError(problems.located(yaml_marks(text)))
     return config
-
-
-def _trial_render(config: Config, nodes: list[Node], problems: Problems) -> None:
-    """Render every template once against a sample; each failure is a problem at its key."""
-    from awayd.configcheck import trial_render  # noqa: PLC0415 (needs the core)
-
-    for node, mailbox in zip(nodes, config.mailboxes, strict=True):
-        raw = node.data.get("rules")
-        names = [str(r.get("name")) if isinstance(r, dict) else None
-                 for r in (raw if isinstance(raw, list) else [])]
-        for rule in mailbox.rules:
-            where = (f"{node.path}.rules[{names.index(rule.name)}]" if rule.name in names
-                     else f"{node.path}.rules")
-            for key, message in trial_render(mailbox, rule):
-                problems.note(f"{where}.{key}" if key else where, message)
 
 
 def _positive_duration(value: object) -> timedelta:
