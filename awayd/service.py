@@ -19,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from awayd.adapters.imap import FolderWatcher, append_message
 from awayd.adapters.secrets import resolve_secret
 from awayd.adapters.smtp import SmtpSender
+from awayd.adapters.store_absence import AbsenceCache
 from awayd.adapters.store_sqlite import SqliteStore
 from awayd.config import load_config
 from awayd.configtypes import Config, Mailbox
@@ -67,6 +68,8 @@ class Service:
         self.reload_event = threading.Event()
         self.config: Config = load_config(config_path)
         self.store = SqliteStore.open(self.config.state.path)
+        self.absences = AbsenceCache(self.store.db, on_error=lambda error: self.log.error(
+            "absence.unreadable", error=error))
         self.metrics = Metrics(clock=lambda: self.clock().timestamp())
         self.outbox = Outbox(store=self.store, clock=self.clock, log=self.log,
                              make_sender=lambda settings: SmtpSender(settings, resolve_secret),
@@ -84,7 +87,7 @@ class Service:
         self.outbox.backoff = Backoff(base=base, cap=max(base, RETRY_CAP_S))
         self.outbox.configure(config.mailboxes)
         return Pipeline(store=self.store, clock=self.clock, outbox=self.outbox, log=self.log,
-                        events=self.metrics)
+                        events=self.metrics, absences=self.absences.get)
 
     def _save_copy(self, mailbox: Mailbox, data: bytes) -> None:
         assert mailbox.save_copy is not None
