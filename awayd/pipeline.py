@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from awayd.adapters.store_sqlite import OutboxDraft, Reservation
 from awayd.configtypes import Mailbox
 from awayd.core import reasons as r
+from awayd.core.absence import OwnerAbsence
 from awayd.core.decide import Decision, judge
 from awayd.errors import StateError
 
@@ -93,8 +94,10 @@ class Pipeline:
     """
 
     def __init__(self, *, store: Any, clock: Clock, outbox: Outbox, log: Any,
-                 events: Events | None = None) -> None:
+                 events: Events | None = None,
+                 absences: Callable[[str], OwnerAbsence | None] | None = None) -> None:
         self.store = store
+        self.absences = absences  # the owner's absence of a mailbox, read for each decision
         self.clock = clock
         self.outbox = outbox
         self.log = log
@@ -118,8 +121,10 @@ class Pipeline:
         with self._lock_for(mb.name):  # history read and reservation must not interleave
             now = self.clock()
             try:
+                absence = self.absences(mb.name) if self.absences is not None else None
                 judged = judge(item.raw, mb, now=now, history=self.store,
-                               new_message_id=new_message_id, arrival=item.internaldate)
+                               new_message_id=new_message_id, arrival=item.internaldate,
+                               absence=absence)
                 decision, reply = judged.decision, judged.decision.reply
                 outbox_id = self.store.record(
                     mailbox=mb.name, folder=item.folder, uidvalidity=item.uidvalidity,

@@ -20,6 +20,7 @@ from awayd.adapters.imap import FolderWatcher, append_message
 from awayd.adapters.secrets import resolve_secret
 from awayd.adapters.smtp import SmtpSender
 from awayd.adapters.state_lock import StateLock
+from awayd.adapters.store_absence import AbsenceCache
 from awayd.adapters.store_sqlite import SqliteStore
 from awayd.config import load_config
 from awayd.configtypes import Config, Mailbox
@@ -74,6 +75,8 @@ class Service:
         except BaseException:
             self.state_lock.release()
             raise
+        self.absences = AbsenceCache(self.store.db, on_error=lambda error: self.log.error(
+            "absence.unreadable", error=error))
         self.metrics = Metrics(clock=lambda: self.clock().timestamp())
         self.outbox = Outbox(store=self.store, clock=self.clock, log=self.log,
                              make_sender=lambda settings: SmtpSender(settings, resolve_secret),
@@ -91,7 +94,7 @@ class Service:
         self.outbox.backoff = Backoff(base=base, cap=max(base, RETRY_CAP_S))
         self.outbox.configure(config.mailboxes)
         return Pipeline(store=self.store, clock=self.clock, outbox=self.outbox, log=self.log,
-                        events=self.metrics)
+                        events=self.metrics, absences=self.absences.get)
 
     def _save_copy(self, mailbox: Mailbox, data: bytes) -> None:
         assert mailbox.save_copy is not None

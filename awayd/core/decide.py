@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from awayd.configread import show_duration
 from awayd.configtypes import Mailbox, Rule
 from awayd.core import reasons as r
+from awayd.core.absence import OwnerAbsence, with_absence
 from awayd.core.compose import Reply, compose
 from awayd.core.guards import HEAD, TABLE, Context, envelope, first_refusal, sender_of
 from awayd.core.history import HistoryView
@@ -60,11 +61,12 @@ def _over_cap(mailbox: Mailbox, history: HistoryView, now: datetime) -> str | No
 
 def decide(raw: bytes, mailbox: Mailbox, *, now: datetime, history: HistoryView,
            new_message_id: MessageIdFactory, arrival: datetime | None = None,
-           envelope_from: str | None = None) -> Decision:
+           envelope_from: str | None = None, absence: OwnerAbsence | None = None) -> Decision:
     """Decide whether and how to answer `raw` for `mailbox` at `now` (aware).
 
     `arrival` is the IMAP INTERNALDATE; when None the topmost Received: date is used, else
     `now`. `envelope_from` defaults to the mailbox's SMTP setting (the null sender).
+    `absence`, the owner's absence set by `awayd away`, acts as a rule placed first.
     Never raises: unparseable input is `malformed`, a failing template `render-error`.
     """
     try:
@@ -73,13 +75,14 @@ def decide(raw: bytes, mailbox: Mailbox, *, now: datetime, history: HistoryView,
         return _skip(r.MALFORMED, f"cannot parse: {err}")
     return decide_message(message, mailbox, now=now, history=history,
                           new_message_id=new_message_id, arrival=arrival,
-                          envelope_from=envelope_from)
+                          envelope_from=envelope_from, absence=absence)
 
 
 def decide_message(message: Message, mailbox: Mailbox, *, now: datetime, history: HistoryView,
                    new_message_id: MessageIdFactory, arrival: datetime | None = None,
-                   envelope_from: str | None = None) -> Decision:
+                   envelope_from: str | None = None, absence: OwnerAbsence | None = None) -> Decision:
     """decide() for an already parsed message."""
+    mailbox = with_absence(mailbox, absence)
     context = Context(message, mailbox, now, arrival)
     refused = first_refusal(context, HEAD)
     if refused is not None:
@@ -135,7 +138,8 @@ class Judged:
 
 
 def judge(raw: bytes, mailbox: Mailbox, *, now: datetime, history: HistoryView,
-          new_message_id: MessageIdFactory, arrival: datetime | None = None) -> Judged:
+          new_message_id: MessageIdFactory, arrival: datetime | None = None,
+          absence: OwnerAbsence | None = None) -> Judged:
     """decide() and serialise the reply, as the daemon records it and `explain` shows it.
 
     No error while handling one message escapes: a failure while deciding makes the message
@@ -145,7 +149,7 @@ def judge(raw: bytes, mailbox: Mailbox, *, now: datetime, history: HistoryView,
     """
     try:
         decision = decide(raw, mailbox, now=now, history=history, new_message_id=new_message_id,
-                          arrival=arrival)
+                          arrival=arrival, absence=absence)
     except StateError:
         raise
     except Exception as err:  # deliberate: see the docstring
