@@ -157,7 +157,8 @@ def test_explain_json_prints_one_object_per_file_with_the_contract_fields(
     assert isinstance(body, dict)
     assert set(body) == REPLY_KEYS
     assert body["envelope_from"] == ""
-    assert body["envelope_to"] == body["to"] == "bob@example.net"
+    assert body["envelope_to"] == "bob@example.net"
+    assert body["to"] == "Bob Martin <bob@example.net>"
     assert body["from"] == "Alice Smith <alice@example.org>"
     assert body["subject"] == "Auto: Lunch"
     assert body["language"] == "fr"
