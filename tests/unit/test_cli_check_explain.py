@@ -75,6 +75,7 @@ def test_check_prints_a_summary_and_exits_0(config: Path, capsys) -> None:
     assert lines[0] == f"{config}: OK, 2 mailbox(es), state {config.parent / 'state.db'}"
     assert "mailbox alice: alice@example.org (aliases alice.smith@example.org)" in lines
     assert "mailbox support: support@example.org" in lines
+    assert "  sub-addresses such as alice+x@example.org are this mailbox too" in lines
     assert any(line.startswith("  time zone Europe/Paris, language fr, local time ")
                for line in lines)
     assert any(line.startswith("  rule holidays (absence, audience everyone, interval ")
