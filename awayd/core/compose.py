@@ -123,10 +123,14 @@ def shorten(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
 def recipient_name(message: Message, sender: str) -> str:
     """The display name the sender gave its own address in From, Sender or Reply-To."""
     key = unwrap_srs(sender).lower()
-    for header in ("from", "sender", "reply-to"):
-        for addr in message.addresses(header):
-            if addr.name and unwrap_srs(addr.address).lower() == key:
-                return addr.name
+    first = message.from_address
+    candidates = [first] if first is not None else []
+    for header in ("sender", "reply-to"):
+        if message.has(header):
+            candidates += message.addresses(header)
+    for addr in candidates:
+        if addr.name and unwrap_srs(addr.address).lower() == key:
+            return addr.name
     return ""
 
 

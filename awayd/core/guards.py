@@ -83,18 +83,25 @@ def envelope(message: Message, mailbox: Mailbox, sender: str) -> Envelope:
     written: list[str] = []
     addressed: set[str] = set()
     for name in _RECIPIENT_HEADERS:
+        if not message.has(name):
+            continue
         for a in message.addresses(name):
-            form = ow.own_form(mailbox, a.address)
-            if form is not None:
-                written.append(form)
-                addressed.update((a.key, ow.base_key(mailbox, form) or form.lower()))
-    for value in message.get_all("delivered-to") + message.get_all("x-original-to"):
-        candidate = one_line(value).strip("<>")
-        base = ow.base_key(mailbox, candidate)
-        if base is not None:
-            addressed.update((candidate.lower(), base))
-    recipient = ow.delivered(message, mailbox, ("delivered-to", "x-original-to")) or mailbox.address
-    reply_from = written[0] if written else ow.delivered(message, mailbox) or mailbox.address
+            found = ow.match(mailbox, a.address)
+            if found is not None:
+                written.append(found[1])
+                addressed.update((a.key, found[0]))
+    delivered: dict[str, list[str]] = {"delivered-to": [], "x-original-to": []}
+    for name, forms in delivered.items():
+        for value in message.get_all(name):
+            found = ow.match(mailbox, one_line(value).strip("<>"))
+            if found is not None:
+                forms.append(found[1])
+                addressed.update((found[1].lower(), found[0]))
+    # the envelope recipient is the final address; the From fallback the one before aliasing
+    final = delivered["delivered-to"] + delivered["x-original-to"]
+    recipient = final[0] if final else mailbox.address
+    first_given = delivered["x-original-to"] + delivered["delivered-to"]
+    reply_from = written[0] if written else first_given[0] if first_given else mailbox.address
     return Envelope(sender, unwrap_srs(sender).lower(), recipient, frozenset(addressed),
                     tuple(written), reply_from)
 

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from awayd.configtypes import Mailbox
-from awayd.core.message import Message, one_line
-
-#: X-Original-To first: it is the address before alias expansion, Delivered-To the one after.
-DELIVERY_HEADERS = ("x-original-to", "delivered-to")
 
 
-def _match(mailbox: Mailbox, address: str) -> tuple[str, str] | None:
+def match(mailbox: Mailbox, address: str) -> tuple[str, str] | None:
     """(the configured address or alias, `address` as the mailbox writes it), or None."""
     key = address.lower()
     spellings = mailbox.spellings
@@ -39,29 +35,19 @@ def own_form(mailbox: Mailbox, address: str) -> str | None:
     (`Alice+Conference@Example.org` for `alice@example.org` with separator `+`) keeps the
     detail as written on the configured address: `alice+Conference@example.org`.
     """
-    found = _match(mailbox, address)
+    found = match(mailbox, address)
     return found[1] if found is not None else None
 
 
 def owns(mailbox: Mailbox, address: str) -> bool:
     """Whether `address` is the mailbox's address, an alias or a sub-address of one of them."""
-    return address.lower() in mailbox.addresses or _match(mailbox, address) is not None
+    return address.lower() in mailbox.addresses or match(mailbox, address) is not None
 
 
 def base_key(mailbox: Mailbox, address: str) -> str | None:
     """The lowercased configured address or alias that `address` names (sub-address removed)."""
-    found = _match(mailbox, address)
+    found = match(mailbox, address)
     return found[0].lower() if found is not None else None
-
-
-def delivered(message: Message, mailbox: Mailbox, names: tuple[str, ...] = DELIVERY_HEADERS) -> str | None:
-    """The first of the mailbox's addresses in the delivery agent's `names` headers."""
-    for name in names:
-        for value in message.get_all(name):
-            form = own_form(mailbox, one_line(value).strip("<>"))
-            if form is not None:
-                return form
-    return None
 
 
 def answering(mailbox: Mailbox, written: tuple[str, ...], to: frozenset[str]) -> str | None:

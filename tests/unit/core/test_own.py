@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from awayd.core.message import parse
-from awayd.core.own import answering, base_key, delivered, own_form, owns
+from awayd.core.own import answering, base_key, own_form, owns
 
 MAILBOX = """
 mailboxes:
@@ -63,14 +62,6 @@ def test_a_longer_separator_is_honoured(make_mailbox) -> None:
     assert own_form(mb, "alice--News@example.org") == "alice--News@example.org"
     assert not owns(mb, "alice+news@example.org")
     assert not owns(mb, "alice-news@example.org")
-
-
-def test_delivered_prefers_x_original_to_over_delivered_to(plus) -> None:
-    message = parse(b"Delivered-To: alice@example.org\r\nX-Original-To: <Alice.Smith@example.org>\r\n"
-                    b"Delivered-To: other@example.com\r\n\r\n")
-    assert delivered(message, plus) == "alice.smith@example.org"
-    assert delivered(message, plus, ("delivered-to",)) == "alice@example.org"
-    assert delivered(parse(b"Delivered-To: bob@example.com\r\n\r\n"), plus) is None
 
 
 def test_answering_picks_the_first_written_address_the_rule_names(plus) -> None:
