@@ -76,7 +76,8 @@ def mailbox_header(name: str, address: str) -> str:
     name = one_line(name)
     if not name:
         return address
-    if not _ATOM_TEXT.match(name) or name != name.strip(". "):
+    # a run of spaces survives only quoted: between atoms it is one space to every parser
+    if not _ATOM_TEXT.match(name) or name != name.strip(". ") or "  " in name:
         name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return f"{name} <{address}>"
 

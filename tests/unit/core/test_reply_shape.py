@@ -12,10 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from awayd.core.compose import MAX_SUBJECT_CHARS, shorten
-from awayd.core.decide import decide
-from awayd.core.history import EmptyHistory
-from awayd.core.message import one_line
+from awayd.core.compose import MAX_SUBJECT_CHARS, compose, recipient_name, shorten
+from awayd.core.message import one_line, parse
 from awayd.core.wire import needs_smtputf8, without_utf8_ids
 from tests.unit.core.conftest import NOW, _eml, _mailbox
 
@@ -124,24 +122,23 @@ def test_many_references_fold_within_78(eml, run) -> None:
 
 
 NAME = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=100).map(
-    one_line).filter(lambda s: bool(s) and "@" not in s and "<" not in s and ">" not in s
-                     and "," not in s and ";" not in s and ":" not in s and "=?" not in s
-                     and '"' not in s and "\\" not in s and "(" not in s and ")" not in s)
+    one_line).filter(lambda s: bool(s) and "=?" not in s)
 SUBJECT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=400).map(one_line).filter(
     lambda s: "=?" not in s)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(subject=SUBJECT, name=NAME, own_name=NAME)
 def test_every_reply_header_line_keeps_the_limits_and_decodes_to_the_reply(subject, name,
                                                                            own_name) -> None:
     """Random subjects and names, from the raw UTF-8 original to the bytes on the wire."""
     mb = dataclasses.replace(_mailbox(), display_name=own_name)
     raw = _eml(from_=f"{name} <bob@example.net>", subject=subject)
-    decision = decide(raw, mb, now=NOW, history=EmptyHistory(),
-                      new_message_id=lambda d: f"<awayd.test@{d}>")
-    assert decision.reply is not None, decision.detail
-    reply = decision.reply
+    rule = mb.rules[0]
+    # compose directly: the guards (an auto-reply subject, ...) are not what is tested here
+    reply = compose(parse(raw), mb, rule, rule.templates, language="fr", sender="bob@example.net",
+                    recipient="alice@example.org", envelope_from="", now=NOW,
+                    message_id="<awayd.test@example.org>")
     data = reply.to_bytes()
     for line in head_lines(data):
         assert len(line) <= 78, line
@@ -150,10 +147,15 @@ def test_every_reply_header_line_keeps_the_limits_and_decodes_to_the_reply(subje
     assert not needs_smtputf8(data)
     msg = parsed(data)
     assert str(msg["Subject"]) == reply.subject
-    expected = f"Auto: {subject}" if len(subject) + 6 <= MAX_SUBJECT_CHARS else None
-    if expected is not None:
-        assert reply.subject == expected.strip()
-    for header, want in (("From", own_name), ("To", name)):
+    if len(subject) + 6 <= MAX_SUBJECT_CHARS:
+        assert reply.subject == f"Auto: {subject}".strip()
+    # the name the reply means to write: the sender's as awayd read it from the original
+    to_name = recipient_name(parse(raw), "bob@example.net")
+    if not any(c in name for c in ':;,"\\()<>@[]'):
+        assert to_name == name
+    for header, want in (("From", own_name), ("To", to_name)):
+        if not want:
+            continue
         value = msg[header].addresses[0]
         assert value.addr_spec in ("alice@example.org", "bob@example.net")
         phrase = _unfolded(data, header).rpartition(" <")[0]
