@@ -70,6 +70,7 @@ class SmtpSettings:
     envelope_from: str = ""  # "" is the null sender MAIL FROM:<>
     timeout: float = 30.0
     helo: str | None = None
+    oauth2_token_command: tuple[str, ...] | None = None  # AUTH XOAUTH2 instead of a password
 
 
 @dataclass(frozen=True)

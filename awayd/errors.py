@@ -45,3 +45,7 @@ class SendError(AwaydError):
 
 class InputError(AwaydError):
     """A message file given on the command line cannot be read."""
+
+
+class UsageError(AwaydError):
+    """A command-line argument is wrong (unknown mailbox, a bad date); the message names the command."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from awayd.configtypes import Mailbox
+from awayd.core.absence import OwnerAbsence
 from awayd.core.decide import Decision, decide
 from awayd.core.history import HistoryView
 
@@ -84,7 +85,8 @@ def to_text(name: str, mailbox: Mailbox, decision: Decision) -> str:
 
 
 def run_explain(files: list[str], mailbox: Mailbox, *, at: datetime, history: HistoryView,
-                as_json: bool, out: TextIO, err: TextIO, stdin: TextIO | None = None) -> int:
+                as_json: bool, out: TextIO, err: TextIO, stdin: TextIO | None = None,
+                absence: OwnerAbsence | None = None) -> int:
     """Explain each file; returns 65 if any file could not be read, else 0."""
     stdin = stdin or sys.stdin  # looked up now, not at import: callers may have replaced it
     status = 0
@@ -94,7 +96,8 @@ def run_explain(files: list[str], mailbox: Mailbox, *, at: datetime, history: Hi
             err.write(f"awayd explain: {raw.name}: cannot read: {raw.error}\n")
             status = 65
             continue
-        decision = decide(raw, mailbox, now=at, history=history, new_message_id=random_message_id)
+        decision = decide(raw, mailbox, now=at, history=history, new_message_id=random_message_id,
+                          absence=absence)
         if as_json:
             out.write(json.dumps(to_json(name, mailbox, decision), ensure_ascii=False) + "\n")
         else:

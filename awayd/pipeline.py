@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from awayd.adapters.store_sqlite import OutboxDraft, Reservation
 from awayd.configtypes import Mailbox, SmtpSettings
 from awayd.core import reasons as r
+from awayd.core.absence import OwnerAbsence
 from awayd.core.backoff import Backoff
 from awayd.core.decide import Decision, decide
 from awayd.errors import SendError, StateError
@@ -78,8 +79,10 @@ class Pipeline:
     def __init__(self, *, store: Any, clock: Clock, sender_for: Callable[[SmtpSettings], Sender],
                  log: Any, events: Events | None = None, max_delay: timedelta = timedelta(hours=24),
                  backoff: Backoff | None = None,
-                 save_copy: Callable[[Mailbox, bytes], None] | None = None) -> None:
+                 save_copy: Callable[[Mailbox, bytes], None] | None = None,
+                 absences: Callable[[str], OwnerAbsence | None] | None = None) -> None:
         self.store = store
+        self.absences = absences  # the owner's absence of a mailbox, read for each decision
         self.clock = clock
         self.sender_for = sender_for
         self.log = log
@@ -104,8 +107,10 @@ class Pipeline:
         with self._lock_for(mb.name):  # history read and reservation must not interleave
             now = self.clock()
             try:
+                absence = self.absences(mb.name) if self.absences is not None else None
                 decision = decide(item.raw, mb, now=now, history=self.store,
-                                  new_message_id=new_message_id, arrival=item.internaldate)
+                                  new_message_id=new_message_id, arrival=item.internaldate,
+                                  absence=absence)
             except Exception as err:  # deliberate: see the log line below
                 self.log.error("message.engine_failed", mailbox=mb.name, folder=item.folder,
                                uid=item.uid, error=repr(err))

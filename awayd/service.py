@@ -18,6 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from awayd.adapters.imap import FolderWatcher, append_message
 from awayd.adapters.secrets import resolve_secret
 from awayd.adapters.smtp import SmtpSender
+from awayd.adapters.store_absence import AbsenceCache
 from awayd.adapters.store_sqlite import SqliteStore
 from awayd.config import load_config
 from awayd.configtypes import Config, Mailbox, SmtpSettings
@@ -82,6 +83,8 @@ class Service:
         self.reload_event = threading.Event()
         self.config: Config = load_config(config_path)
         self.store = SqliteStore.open(self.config.state.path)
+        self.absences = AbsenceCache(self.store.db, on_error=lambda error: self.log.error(
+            "absence.unreadable", error=error))
         self.metrics = Metrics(clock=lambda: self.clock().timestamp())
         self.senders = Senders()
         self.pipeline = self._pipeline(self.config)
@@ -96,7 +99,7 @@ class Service:
         pipeline = Pipeline(store=self.store, clock=self.clock, sender_for=self.senders,
                             log=self.log, events=self.metrics, max_delay=config.state.max_delay,
                             backoff=Backoff(base=base, cap=max(base, RETRY_CAP_S)),
-                            save_copy=self._save_copy)
+                            save_copy=self._save_copy, absences=self.absences.get)
         for mb in config.mailboxes:
             pipeline.remember(mb)
         return pipeline

@@ -8,9 +8,10 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
+from awayd.adapters.smtp_auth import authenticate
 from awayd.configtypes import SecretSource, SmtpSettings, TlsSettings
 from awayd.core.wire import needs_smtputf8, without_utf8_ids
-from awayd.errors import AwaydError, ConfigError, SendError
+from awayd.errors import ConfigError, SendError
 
 #: RFC 3461: never send a DSN about an auto-reply, and return headers only if one is sent anyway.
 _DSN_RCPT_OPTIONS = ("NOTIFY=NEVER",)
@@ -136,7 +137,7 @@ class SmtpSender:
                     conn.ehlo_or_helo_if_needed()
                 if settings.username is not None:
                     stage = "AUTH"
-                    conn.login(settings.username, self._password())
+                    authenticate(conn, settings, self._resolve)
             except BaseException:
                 conn.close()
                 raise
@@ -154,19 +155,6 @@ class SmtpSender:
             ) from err
         self._conn = conn
         return conn
-
-    def _password(self) -> str:
-        source = self._settings.password
-        if source is None:
-            raise SendError(f"SMTP {self._where}: username is set but no password source", transient=False)
-        try:
-            return self._resolve(source)
-        except AwaydError as err:
-            # Transient: an unreadable password file is fixed by the operator, not the sender.
-            raise SendError(
-                f"SMTP {self._where}: cannot get the password ({source.describe()}): {err}",
-                transient=True,
-            ) from err
 
     def _transaction(
         self,

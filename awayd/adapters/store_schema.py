@@ -78,6 +78,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (mailbox, entry)
         )""",
     ),
+    (  # 2: the owner's absence per mailbox (`awayd away`); dates as ISO text, as in rules
+        """CREATE TABLE absences (
+            mailbox    TEXT PRIMARY KEY,
+            starts     TEXT NOT NULL,
+            until      TEXT NOT NULL,
+            text       TEXT,
+            reply_to   TEXT,
+            created_at REAL NOT NULL
+        )""",
+    ),
 )
 
 #: The version this code writes; a database with a higher one was written by a newer awayd.

@@ -77,6 +77,11 @@ class SqliteStore:
     def path(self) -> Path:
         return self._db.path
 
+    @property
+    def db(self) -> Database:
+        """The connection, for the store modules that keep one table each (store_absence)."""
+        return self._db
+
     def close(self) -> None:
         self._db.close()
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from awayd.configread import show_duration
 from awayd.configtypes import Mailbox, Rule
 from awayd.core import reasons as r
+from awayd.core.absence import OwnerAbsence, with_absence
 from awayd.core.compose import Reply, compose
 from awayd.core.guards import HEAD, TABLE, Context, envelope, first_refusal, sender_of
 from awayd.core.history import HistoryView
@@ -72,11 +73,12 @@ def _id_domain(address: str) -> str:
 
 def decide(raw: bytes, mailbox: Mailbox, *, now: datetime, history: HistoryView,
            new_message_id: MessageIdFactory, arrival: datetime | None = None,
-           envelope_from: str | None = None) -> Decision:
+           envelope_from: str | None = None, absence: OwnerAbsence | None = None) -> Decision:
     """Decide whether and how to answer `raw` for `mailbox` at `now` (aware).
 
     `arrival` is the IMAP INTERNALDATE; when None the topmost Received: date is used, else
     `now`. `envelope_from` defaults to the mailbox's SMTP setting (the null sender).
+    `absence`, the owner's absence set by `awayd away`, acts as a rule placed first.
     Never raises: unparseable input is `malformed`, a failing template `render-error`.
     """
     try:
@@ -85,13 +87,14 @@ def decide(raw: bytes, mailbox: Mailbox, *, now: datetime, history: HistoryView,
         return _skip(r.MALFORMED, f"cannot parse: {err}")
     return decide_message(message, mailbox, now=now, history=history,
                           new_message_id=new_message_id, arrival=arrival,
-                          envelope_from=envelope_from)
+                          envelope_from=envelope_from, absence=absence)
 
 
 def decide_message(message: Message, mailbox: Mailbox, *, now: datetime, history: HistoryView,
                    new_message_id: MessageIdFactory, arrival: datetime | None = None,
-                   envelope_from: str | None = None) -> Decision:
+                   envelope_from: str | None = None, absence: OwnerAbsence | None = None) -> Decision:
     """decide() for an already parsed message."""
+    mailbox = with_absence(mailbox, absence)
     context = Context(message, mailbox, now, arrival)
     refused = first_refusal(context, HEAD)
     if refused is not None:

@@ -137,7 +137,8 @@ def test_template_that_cannot_render_is_a_check_failure(tmp_path: Path, capsys) 
                    "text: '{{ sender.nickname }}'}]}]\n", encoding="utf-8")
     assert main(["check", "--config", str(bad)]) == 78
     err = capsys.readouterr().err
-    assert err.startswith(f"{bad}: mailboxes[0].rules[0]: expected a template that renders")
+    assert err.startswith(f"{bad}: mailboxes[0].rules[0].text: 'awayd.core.templates.SenderVars "
+                          "object' has no attribute 'nickname' (line 1, column 65)")
 
 
 def test_explain_json_prints_one_object_per_file_with_the_contract_fields(
