@@ -54,7 +54,7 @@ TOP_KEYS = frozenset({"state", "smtp", "metrics", "mailboxes"})
 STATE_KEYS = frozenset({"path", "max_delay", "keep_decisions", "retry_base"})
 METRICS_KEYS = frozenset({"listen"})
 SMTP_KEYS = frozenset({"host", "port", "username", "envelope_from", "timeout", "helo",
-                       "oauth2_token_command", *_SECRET_KEYS, *_TLS_KEYS})
+                       "oauth2_token_command", "auth_retry", *_SECRET_KEYS, *_TLS_KEYS})
 IMAP_KEYS = frozenset({"host", "port", "username", "oauth2_token_command", "folders",
                        "poll_interval", "idle", "timeout", *_SECRET_KEYS, *_TLS_KEYS})
 MAILBOX_KEYS = frozenset({"name", "address", "aliases", "display_name", "timezone", "language",
@@ -137,6 +137,8 @@ def _smtp(node: Node) -> SmtpSettings:
         timeout=node.get("timeout", cr.as_duration, "a duration such as 30s",
                          cr.as_duration(30)).total_seconds(),
         helo=node.get("helo", cr.as_str, "a host name", None),
+        auth_retry=node.get("auth_retry", cr.as_duration, "a duration such as 15m",
+                            cr.as_duration(900)).total_seconds(),
     )
 
 
