@@ -8,8 +8,10 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
+from awayd.adapters.smtp_auth import authenticate
 from awayd.configtypes import SecretSource, SmtpSettings, TlsSettings
-from awayd.errors import AwaydError, ConfigError, SendError
+from awayd.core.wire import needs_smtputf8, without_utf8_ids
+from awayd.errors import ConfigError, SendError
 
 #: RFC 3461: never send a DSN about an auto-reply, and return headers only if one is sent anyway.
 _DSN_RCPT_OPTIONS = ("NOTIFY=NEVER",)
@@ -135,37 +137,27 @@ class SmtpSender:
                     conn.ehlo_or_helo_if_needed()
                 if settings.username is not None:
                     stage = "AUTH"
-                    conn.login(settings.username, self._password())
+                    authenticate(conn, settings, self._resolve)
             except BaseException:
                 conn.close()
                 raise
         except SendError as err:
             raise _setup_failure(err) from err
         except smtplib.SMTPResponseException as err:
-            raise _setup_failure(self._reply_error(stage, err.smtp_code, err.smtp_error)) from err
+            raise _setup_failure(self._reply_error(stage, err.smtp_code, err.smtp_error),
+                                 auth=stage == "AUTH") from err
         except (smtplib.SMTPServerDisconnected, smtplib.SMTPNotSupportedError,
                 smtplib.SMTPException) as err:
             # AUTH not offered (often only after STARTTLS), a dropped greeting, ...
-            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True) from err
+            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True,
+                            scope="relay") from err
         except OSError as err:
             raise SendError(
-                f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True
+                f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True,
+                scope="relay",
             ) from err
         self._conn = conn
         return conn
-
-    def _password(self) -> str:
-        source = self._settings.password
-        if source is None:
-            raise SendError(f"SMTP {self._where}: username is set but no password source", transient=False)
-        try:
-            return self._resolve(source)
-        except AwaydError as err:
-            # Transient: an unreadable password file is fixed by the operator, not the sender.
-            raise SendError(
-                f"SMTP {self._where}: cannot get the password ({source.describe()}): {err}",
-                transient=True,
-            ) from err
 
     def _transaction(
         self,
@@ -178,13 +170,11 @@ class SmtpSender:
     ) -> None:
         mail_options: list[str] = []
         rcpt_options: list[str] = []
-        if not (envelope_from + recipient).isascii():
-            if not conn.has_extn("smtputf8"):
-                raise SendError(
-                    f"SMTP {self._where}: server does not offer SMTPUTF8 for a non-ASCII address",
-                    transient=False,
-                )
-            mail_options.append("SMTPUTF8")
+        if not (envelope_from + recipient).isascii() or needs_smtputf8(message):
+            if conn.has_extn("smtputf8"):
+                mail_options.append("SMTPUTF8")
+            else:
+                message = self._ascii_only(envelope_from, recipient, message)
         if not message.isascii() and conn.has_extn("8bitmime"):
             mail_options.append("BODY=8BITMIME")
         if conn.has_extn("dsn"):
@@ -218,7 +208,8 @@ class SmtpSender:
             self._discard(conn)
             if may_retry and stage != "DATA":
                 raise _StaleConnectionError from err
-            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True) from err
+            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True,
+                            scope="relay") from err
         except smtplib.SMTPException as err:
             self._recover(conn, None)
             raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=False) from err
@@ -227,8 +218,20 @@ class SmtpSender:
             if may_retry and stage != "DATA":
                 raise _StaleConnectionError from err
             raise SendError(
-                f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True
+                f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True,
+                scope="relay",
             ) from err
+
+    def _ascii_only(self, envelope_from: str, recipient: str, message: bytes) -> bytes:
+        """The message for a relay without SMTPUTF8 (RFC 6531), or a permanent SendError."""
+        ascii_message = without_utf8_ids(message) if (envelope_from + recipient).isascii() else None
+        if ascii_message is None:
+            raise SendError(
+                f"SMTP {self._where}: the relay does not offer SMTPUTF8, which this reply needs "
+                "for a non-ASCII address",
+                transient=False,
+            )
+        return ascii_message
 
     def _recover(self, conn: smtplib.SMTP, code: int | None) -> None:
         """After a refused transaction, RSET so the connection can carry the next message."""
@@ -254,13 +257,16 @@ class SmtpSender:
             f"SMTP {self._where}: {stage} refused: {code} {text}",
             transient=code < 500,
             code=code,
+            scope="relay" if code == 421 else "message",  # 421: the service is closing
         )
 
 
-def _setup_failure(err: SendError) -> SendError:
+def _setup_failure(err: SendError, *, auth: bool = False) -> SendError:
     """A refused connection set-up (EHLO, STARTTLS, AUTH) is our configuration, not the reply:
-    keep the reply queued (transient) until the operator fixes it or max_delay drops it."""
-    return SendError(str(err), transient=True, code=err.code)
+    keep the reply queued (transient) until the operator fixes it or max_delay drops it.
+    A 5xx to AUTH means the credentials were refused (scope "auth")."""
+    refused = auth and err.code is not None and err.code >= 500
+    return SendError(str(err), transient=True, code=err.code, scope="auth" if refused else "relay")
 
 
 def _describe_os_error(err: OSError) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.dovecot import libexec_dirs, missing_packages
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -19,6 +21,9 @@ def _unavailable() -> str | None:
         return "dovecot is not installed"
     if not Path("/usr/lib/dovecot/modules/lib90_sieve_plugin.so").exists():
         return "Pigeonhole (dovecot-sieve) is not installed"
+    missing = missing_packages(libexec_dirs())
+    if missing:
+        return f"dovecot is only partly installed: {', '.join(missing)} missing"
     if os.geteuid() != 0:
         return "a private dovecot needs root"
     return None
