@@ -21,7 +21,7 @@ from awayd.core.message import Message
 #: Bytes of body text the daemon fetches with the header and the guards read.
 TEXT_PREFIX = 1024
 #: Characters of the first text part that are read for wording.
-_OPENING = 400
+_OPENING = 300
 
 #: Phrase sets, each behind the words it cannot match without, and the union of those words.
 Gated = tuple[frozenset[str], tuple[tuple[frozenset[str], re.Pattern[str]], ...]]
