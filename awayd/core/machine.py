@@ -230,10 +230,14 @@ _SYSTEM_NAME = re.compile(
 _CRON_SUBJECT = re.compile(
     r"^\s*(cron|anacron) <[^<>\s]+@[^<>\s]+>|^\s*output (of|from) your (cron|at)?\s*job", re.IGNORECASE
 )
-_DAEMON_LOCAL = re.compile(
-    r"^(root|daemon|nobody|cron|anacron|logwatch|logcheck|www-data|apache|nagios"
-    r"|zabbix|munin|smartd|mdadm|backup|amavis|clamav|spamd|fetchmail)$"
-)
+_DAEMON_LOCALS = frozenset({
+    "root", "daemon", "nobody", "cron", "anacron", "logwatch", "logcheck", "www-data", "apache",
+    "nagios", "zabbix", "munin", "smartd", "mdadm", "backup", "amavis", "clamav", "spamd", "fetchmail",
+})
+#: Words one of which every name _SYSTEM_NAME knows holds: most names are spared the pattern.
+_SYSTEM_NAME_WORDS = ("mail", "postmaster", "daemon", "delivery", "virus", "scanner", "security",
+                      "filter", "symantec", "mcafee", "sophos", "trend", "interscan", "barracuda",
+                      "mimecast", "cron", "logwatch", "logcheck", "system")
 #: Cheap substring tests before the long alternations: most text holds none of these words.
 _REPORT_WORDS = (b"elivery-status", b"eedback-report", b"isposition-notification", b"ELIVERY-STATUS")
 _MODERATION_WORDS = frozenset({"moderator", "moderation", "moderators", "approval", "held"})
@@ -375,7 +379,10 @@ def moderation(subject: str, text: str) -> str | None:
 
 
 def system_display_name(name: str) -> bool:
-    return bool(name) and bool(_SYSTEM_NAME.match(name.lower()))
+    if not name:
+        return False
+    lowered = name.lower()
+    return any(map(lowered.__contains__, _SYSTEM_NAME_WORDS)) and bool(_SYSTEM_NAME.match(lowered))
 
 
 def cron_mail(message: Message, local_parts: list[str]) -> str | None:
@@ -387,6 +394,6 @@ def cron_mail(message: Message, local_parts: list[str]) -> str | None:
             _CRON_SUBJECT.match(message.subject)):
         return f"subject {message.subject[:60]!r} is a cron job's output"
     for local in local_parts:
-        if _DAEMON_LOCAL.match(local) and human_client(message) is None:
+        if local in _DAEMON_LOCALS and human_client(message) is None:
             return f"{local}@ without a mail client: a system account's mail"
     return None
