@@ -61,6 +61,7 @@ _LIST_HEADERS = ("list-id", "list-post", "list-owner", "list-subscribe", "list-u
                  "list-help", "list-archive", "mailing-list")
 _ADDRESS_TOKEN = re.compile(r"[^\s<>,;:()\"\[\]]+@[^\s<>,;:()\"\[\]]+")
 _RECIPIENT_HEADERS = ("to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc")
+_DMARC_FAIL = re.compile(r"\bdmarc\s*=\s*fail\b", re.IGNORECASE)
 
 
 @lru_cache(maxsize=4096)
@@ -320,7 +321,7 @@ def _unauthenticated(c: Context) -> str | None:
         authserv_id = authserv.strip().split()[0].lower() if authserv.strip() else ""
         if settings.authserv_ids and authserv_id not in settings.authserv_ids:
             continue
-        if re.search(r"\bdmarc\s*=\s*fail\b", rest, re.IGNORECASE):
+        if _DMARC_FAIL.search(rest):
             return f"{authserv_id} says dmarc=fail: the sender is likely forged"
     return None
 

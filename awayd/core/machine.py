@@ -58,6 +58,7 @@ _REPORT_PART = re.compile(
     rb"content-type:[ \t]*message/(global-)?(delivery-status|feedback-report|disposition-notification)",
     re.IGNORECASE,
 )
+_REPORT_TYPE = re.compile(r"report-type\s*=\s*\"?([a-z0-9.+-]+)")
 _TAG = r"^\s*(\[[^\]]{0,40}\]\s*)*"  # a filter's [SPAM] or [EXTERNAL] tag before the words
 
 _BOUNCE_SUBJECT = re.compile(
@@ -268,7 +269,7 @@ def report_kind(message: Message) -> str | None:
     """The report a multipart/report or a report part says it is: 'delivery-status', …, ''."""
     ct = message.content_type
     if ct.startswith("multipart/report"):
-        m = re.search(r"report-type\s*=\s*\"?([a-z0-9.+-]+)", ct)
+        m = _REPORT_TYPE.search(ct)
         return m.group(1) if m else ""
     if ct.startswith(("message/delivery-status", "message/global-delivery-status")):
         return "delivery-status"
