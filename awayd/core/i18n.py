@@ -43,17 +43,23 @@ def format_date(value: date | datetime, style: str, language: str) -> str:
     if style == "iso":
         text = day.isoformat()
         return f"{text} {value:%H:%M}" if _has_time(value) else text
-    locale = locale_for(language)
-    text = babel_date(day, style, locale=locale)
+    text = _day_text(day, style, language)
     if not _has_time(value):
         return text
     assert isinstance(value, datetime)
+    locale = locale_for(language)
     clock = babel_time(value, "short", locale=locale)
     # CLDR's "at time" pattern joining a date and a time ("{1} 'at' {0}", Babel files it as
     # relative), else the plain one ("{1}, {0}"); unquoted as Babel does itself
     pattern = str(locale.datetime_formats_relative.get(style) or locale.datetime_formats.get(style)
                   or "{1} {0}")
     return pattern.replace("'", "").replace("{1}", text).replace("{0}", clock)
+
+
+@lru_cache(maxsize=1024)
+def _day_text(day: date, style: str, language: str) -> str:
+    """A day as CLDR writes it (cached: replies print the same few days, a rule's end above all)."""
+    return babel_date(day, style, locale=locale_for(language))
 
 
 def _has_time(value: date | datetime) -> bool:

@@ -292,7 +292,8 @@ def first_address(value: str | None) -> Address | None:
 
 
 _FOLD = re.compile(r"\n[ \t]+")  # after CRLF became LF: a literal first, which SRE finds fast
-_FIELD = re.compile(r"^([\x21-\x39\x3b-\x7e]+)[ \t]*:(.*)$")
+#: A field name (RFC 5322 ftext); blanks before the colon are tolerated.
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 
 
 def split_header(raw: bytes) -> tuple[bytes, bytes]:
@@ -325,11 +326,13 @@ def parse(raw: bytes) -> Message:
     fields: list[tuple[str, str]] = []
     index: dict[str, list[str]] = {}
     for line in lines:
-        m = _FIELD.match(line)
-        if m is None:
+        # split at the colon first: the pattern then reads the short name, not the whole line
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")
+        if not colon or not _FIELD_NAME.fullmatch(name):
             continue
-        key = m.group(1).lower()
-        value = m.group(2).strip()
+        key = name.lower()
+        value = value.strip()
         fields.append((key, value))
         index.setdefault(key, []).append(value)
     return Message(tuple(fields), body[:4096], index)

@@ -53,7 +53,8 @@ _PIECES = st.sampled_from([b"\r", b"\n", b"\r\n", b"\n ", b"\r\n\t", b"X-A: ", b
                            b"\x81", b"\x8d", b"\xff", b"\xed\xa0\x80", b"\x00", b"\xc2\x85"])
 _HEADERS = st.lists(st.one_of(_PIECES, st.binary(max_size=4)), max_size=40).map(b"".join)
 #: Whole lines: a field, a fold or junk, then a text with odd bytes, then any line end.
-_LINE = st.tuples(st.sampled_from([b"X-A: ", b"Subject:", b"To :", b" ", b"\t", b"", b"bad line"]),
+_LINE = st.tuples(st.sampled_from([b"X-A: ", b"Subject:", b"To :", b"Cc\t:", b": ", b"A B:", b" ", b"\t", b"",
+                                   b"bad line"]),
                   st.lists(_PIECES.filter(lambda b: b"\n" not in b), max_size=6).map(b"".join),
                   st.sampled_from([b"\r\n", b"\n", b"\r", b"\r\r\n", b"\n\r"])).map(b"".join)
 
