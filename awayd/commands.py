@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from datetime import UTC, datetime
@@ -37,6 +38,8 @@ def cmd_explain(args: argparse.Namespace, config_path: Path) -> int:
     from awayd.explain import run_explain  # noqa: PLC0415
 
     config = load_config(config_path)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # valid UTF-8 whatever the locale says
+        sys.stdout.reconfigure(encoding="utf-8", errors="replace")
     mailbox = config.mailboxes[0] if not args.mailbox else config.mailbox(args.mailbox)
     if mailbox is None:
         names = ", ".join(m.name for m in config.mailboxes)
@@ -90,7 +93,7 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
     from awayd.service import run_service  # noqa: PLC0415
 
     configure_logging()
-    return run_service(config_path, once=args.once)
+    return run_service(config_path, once=args.once, init_state=args.init_state)
 
 
 def cmd_report(args: argparse.Namespace, config_path: Path) -> int:

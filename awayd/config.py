@@ -51,7 +51,7 @@ TOP_KEYS = frozenset({"state", "smtp", "metrics", "mailboxes"})
 STATE_KEYS = frozenset({"path", "max_delay", "keep_decisions", "retry_base"})
 METRICS_KEYS = frozenset({"listen"})
 SMTP_KEYS = frozenset({"host", "port", "username", "envelope_from", "timeout", "helo",
-                       *_SECRET_KEYS, *_TLS_KEYS})
+                       "auth_retry", *_SECRET_KEYS, *_TLS_KEYS})
 IMAP_KEYS = frozenset({"host", "port", "username", "oauth2_token_command", "folders",
                        "poll_interval", "idle", "timeout", *_SECRET_KEYS, *_TLS_KEYS})
 MAILBOX_KEYS = frozenset({"name", "address", "aliases", "display_name", "timezone", "language",
@@ -125,6 +125,8 @@ def _smtp(node: Node) -> SmtpSettings:
         timeout=node.get("timeout", cr.as_duration, "a duration such as 30s",
                          cr.as_duration(30)).total_seconds(),
         helo=node.get("helo", cr.as_str, "a host name", None),
+        auth_retry=node.get("auth_retry", cr.as_duration, "a duration such as 15m",
+                            cr.as_duration(900)).total_seconds(),
     )
 
 

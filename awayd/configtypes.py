@@ -70,6 +70,7 @@ class SmtpSettings:
     envelope_from: str = ""  # "" is the null sender MAIL FROM:<>
     timeout: float = 30.0
     helo: str | None = None
+    auth_retry: float = 900.0  # seconds before the first retry after a refused login; doubles to 16x
 
 
 @dataclass(frozen=True)

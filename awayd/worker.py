@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from awayd.configtypes import Mailbox
 from awayd.core.backoff import Backoff
-from awayd.errors import AwaydError, SourceError
+from awayd.errors import AwaydError, SourceError, StateError
 from awayd.pipeline import Clock, Incoming, Pipeline
 
 IDLE_RENEW_S = 25 * 60  # RFC 2177: re-issue IDLE before the server's 30 minute timeout
@@ -20,6 +20,10 @@ IDLE_RENEW_S = 25 * 60  # RFC 2177: re-issue IDLE before the server's 30 minute 
 IDLE_WAKE_MIN_S = 1.0
 IDLE_WAKE_MAX_S = 30.0
 BATCH = 500
+#: While the store cannot commit, the folder tries again this soon (doubling up to the cap):
+#: freeing disk space brings decisions back within seconds, not after an IMAP backoff.
+STORE_RETRY_S = 0.5
+STORE_RETRY_CAP_S = 5.0
 
 
 class Watcher(Protocol):
@@ -40,6 +44,7 @@ class FolderWorker:
                  stop: threading.Event, backoff: Backoff | None = None,
                  on_checked: Callable[[str, float], None] | None = None,
                  on_reconnect: Callable[[str], None] | None = None,
+                 on_idle_mode: Callable[[str, str, bool], None] | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.mailbox = mailbox
         self.folder = folder
@@ -52,8 +57,11 @@ class FolderWorker:
         self.backoff = backoff or Backoff()
         self.on_checked = on_checked
         self.on_reconnect = on_reconnect
+        self.on_idle_mode = on_idle_mode
+        self._told_no_idle = False
         self.watcher: Watcher | None = None
         self.failures = 0
+        self.store_failures = 0
         self.uidvalidity = 0
         self.last_uid = 0
         self.with_text = any(rule.translations for rule in mailbox.rules)
@@ -84,10 +92,21 @@ class FolderWorker:
         else:
             self.last_uid = checkpoint.last_uid
         self.uidvalidity = uidvalidity
+        self._note_idle_mode(watcher)
         if self.failures:
             self.log.info("imap.reconnected", after_failures=self.failures)
         self.failures = 0
         return watcher
+
+    def _note_idle_mode(self, watcher: Watcher) -> None:
+        assert self.mailbox.imap is not None
+        if self.on_idle_mode is not None:
+            self.on_idle_mode(self.mailbox.name, self.folder, watcher.uses_idle)
+        if self.mailbox.imap.idle and not watcher.uses_idle and not self._told_no_idle:
+            self._told_no_idle = True  # once: every reconnect would say the same
+            self.log.warning("imap.idle_unsupported", poll_interval_s=round(
+                self.mailbox.imap.poll_interval.total_seconds(), 3),
+                note="the server does not offer IDLE: polling with NOOP every poll_interval")
 
     def drain(self) -> int:
         """Fetch and process everything after the checkpoint; returns the count."""
@@ -118,13 +137,25 @@ class FolderWorker:
                 if self.watcher is None:
                     self.watcher = self._connect()
                     self.drain()
-                    return True
-                if noop:
+                elif noop:
                     self.watcher.wait(0)  # let the server report new messages
-                self.drain()
+                    self.drain()
+                else:
+                    self.drain()
+                self.store_failures = 0
                 return True
+            except StateError as err:
+                # The store's fault, logged by the pipeline (store.write_failed): the IMAP
+                # connection is fine and stays; the message is decided again shortly.
+                self.store_failures += 1
+                self.log.debug("folder.store_wait", error=str(err))
+                return False
             except AwaydError as err:
                 self._failed(err)
+                return False
+            except Exception as err:  # deliberate: a bug must not end the folder's thread
+                self.log.error("folder.crashed", error=repr(err), note="reconnecting")
+                self._failed(SourceError(repr(err)))
                 return False
 
     def poll(self) -> None:
@@ -132,6 +163,9 @@ class FolderWorker:
         if self.stop.is_set() or self.monotonic() < self._not_before:
             return
         if not self.tick():
+            if self.store_failures:
+                self._not_before = self.monotonic() + self.store_delay()
+                return
             delay = self.retry_delay()  # one draw: the jitter differs on every call
             self._not_before = self.monotonic() + delay
             self.log.info("imap.retry_wait", seconds=round(delay, 2))
@@ -143,11 +177,15 @@ class FolderWorker:
 
     def _failed(self, err: AwaydError) -> None:
         self.failures += 1
-        self.log.warning("imap.failed", error=str(err), transient=err.transient,
-                         failures=self.failures)
+        # a refused login or a missing folder needs the operator: error, not warning
+        event = self.log.warning if err.transient else self.log.error
+        event("imap.failed", error=str(err), transient=err.transient, failures=self.failures)
         if self.on_reconnect is not None:
             self.on_reconnect(self.mailbox.name)
         self.close()
+
+    def store_delay(self) -> float:
+        return min(STORE_RETRY_CAP_S, STORE_RETRY_S * 2.0 ** min(self.store_failures - 1, 8))
 
     def retry_delay(self) -> float:
         delay = self.backoff.delay(self.failures - 1)
@@ -166,6 +204,8 @@ class FolderWorker:
                     break
             if not self.tick(noop=not announced):
                 announced = False
+                if self.store_failures and self.stop.wait(self.store_delay()):
+                    break
                 continue
             announced = False
             watcher = self.watcher
@@ -175,7 +215,8 @@ class FolderWorker:
                 if watcher.uses_idle:
                     self.idling = True
                     try:
-                        announced = self._idle(watcher, min(IDLE_WAKE_MAX_S, max(IDLE_WAKE_MIN_S, poll)))
+                        announced = self._idle(watcher, min(IDLE_WAKE_MAX_S, max(IDLE_WAKE_MIN_S, poll)),
+                                               check_every=max(IDLE_WAKE_MIN_S, poll))
                     finally:
                         self.idling = False
                 else:
@@ -185,14 +226,25 @@ class FolderWorker:
                     self._failed(err)
         self.close()
 
-    def _idle(self, watcher: Watcher, wake: float = IDLE_WAKE_MIN_S) -> bool:
+    def _idle(self, watcher: Watcher, wake: float = IDLE_WAKE_MIN_S,
+              check_every: float = IDLE_RENEW_S) -> bool:
+        """Wait in IDLE; True when the folder should be drained.
+
+        True also after `check_every` seconds of silence: some servers push late or never
+        (stock Cyrus announces after about 60 s), so the caller's drain ends the IDLE (DONE),
+        searches for new UIDs, and IDLE starts again after a NOOP. Mail is then answered
+        within about poll_interval whatever the server pushes.
+        """
         # the watcher keeps IDLE running across calls and renews it every IDLE_RENEW_S; a wake
         # every `wake` seconds records the check and sees a stop request
+        quiet_since = self.monotonic()
         while not self.stop.is_set():
             if watcher.wait(wake):
                 return True
             if self.on_checked is not None:  # a live IDLE is a check: the server would tell us
                 self.on_checked(self.mailbox.name, self.clock().timestamp())
+            if self.monotonic() - quiet_since >= check_every:
+                return True
         return False
 
     def close(self) -> None:

@@ -135,21 +135,24 @@ class SmtpSender:
                     conn.ehlo_or_helo_if_needed()
                 if settings.username is not None:
                     stage = "AUTH"
-                    conn.login(settings.username, self._password())
+                    login_once(conn, settings.username, self._password())
             except BaseException:
                 conn.close()
                 raise
         except SendError as err:
             raise _setup_failure(err) from err
         except smtplib.SMTPResponseException as err:
-            raise _setup_failure(self._reply_error(stage, err.smtp_code, err.smtp_error)) from err
+            raise _setup_failure(self._reply_error(stage, err.smtp_code, err.smtp_error),
+                                 auth=stage == "AUTH") from err
         except (smtplib.SMTPServerDisconnected, smtplib.SMTPNotSupportedError,
                 smtplib.SMTPException) as err:
             # AUTH not offered (often only after STARTTLS), a dropped greeting, ...
-            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True) from err
+            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True,
+                            scope="relay") from err
         except OSError as err:
             raise SendError(
-                f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True
+                f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True,
+                scope="relay",
             ) from err
         self._conn = conn
         return conn
@@ -218,7 +221,8 @@ class SmtpSender:
             self._discard(conn)
             if may_retry and stage != "DATA":
                 raise _StaleConnectionError from err
-            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True) from err
+            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True,
+                            scope="relay") from err
         except smtplib.SMTPException as err:
             self._recover(conn, None)
             raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=False) from err
@@ -227,7 +231,8 @@ class SmtpSender:
             if may_retry and stage != "DATA":
                 raise _StaleConnectionError from err
             raise SendError(
-                f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True
+                f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True,
+                scope="relay",
             ) from err
 
     def _recover(self, conn: smtplib.SMTP, code: int | None) -> None:
@@ -254,13 +259,43 @@ class SmtpSender:
             f"SMTP {self._where}: {stage} refused: {code} {text}",
             transient=code < 500,
             code=code,
+            scope="relay" if code == 421 else "message",  # 421: the service is closing
         )
 
 
-def _setup_failure(err: SendError) -> SendError:
+def _setup_failure(err: SendError, *, auth: bool = False) -> SendError:
     """A refused connection set-up (EHLO, STARTTLS, AUTH) is our configuration, not the reply:
-    keep the reply queued (transient) until the operator fixes it or max_delay drops it."""
-    return SendError(str(err), transient=True, code=err.code)
+    keep the reply queued (transient) until the operator fixes it or max_delay drops it.
+    A 5xx to AUTH means the credentials were refused (scope "auth")."""
+    refused = auth and err.code is not None and err.code >= 500
+    return SendError(str(err), transient=True, code=err.code, scope="auth" if refused else "relay")
+
+
+#: The mechanisms we speak, in order of preference; the first the server offers is used.
+AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
+
+
+def login_once(conn: smtplib.SMTP, username: str, password: str) -> None:
+    """Authenticate with exactly one mechanism: the first of AUTH_MECHANISMS the server offers.
+
+    smtplib's login() tries the next mechanism after a 535, so a wrong password cost two failed
+    logins (PLAIN, then LOGIN) on every retry: enough to trip fail2ban on the relay.
+
+    Raises:
+        smtplib.SMTPAuthenticationError: the server refused the credentials.
+        smtplib.SMTPNotSupportedError: the server offers no AUTH (often only after STARTTLS).
+        smtplib.SMTPException: the server offers none of our mechanisms.
+    """
+    if not conn.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("the server does not offer AUTH")
+    offered = conn.esmtp_features["auth"].upper().split()
+    mechanism = next((m for m in AUTH_MECHANISMS if m in offered), None)
+    if mechanism is None:
+        raise smtplib.SMTPException(
+            f"the server offers AUTH {' '.join(offered)}; awayd speaks {', '.join(AUTH_MECHANISMS)}")
+    conn.user, conn.password = username, password
+    authobject = getattr(conn, "auth_" + mechanism.lower().replace("-", "_"))
+    conn.auth(mechanism, authobject, initial_response_ok=True)
 
 
 def _describe_os_error(err: OSError) -> str:

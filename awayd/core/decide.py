@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from awayd.configread import show_duration
@@ -16,7 +16,7 @@ from awayd.core.history import HistoryView
 from awayd.core.language import choose
 from awayd.core.message import Message, parse
 from awayd.core.rules import select
-from awayd.errors import RenderError
+from awayd.errors import RenderError, StateError
 
 #: Makes a fresh Message-ID for a reply from the domain of the answering address.
 MessageIdFactory = Callable[[str], str]
@@ -126,3 +126,39 @@ def decide_message(message: Message, mailbox: Mailbox, *, now: datetime, history
         return skip(r.RENDER_ERROR, str(err), rule=rule)
     return Decision("reply", r.REPLY, selection.detail, rule=rule, sender=sender,
                     sender_key=env.sender_key, message_id=message.message_id, reply=reply)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A decision with the reply's wire bytes; `error` says what failed, if anything did."""
+
+    decision: Decision
+    wire: bytes | None = None
+    error: str | None = None
+
+
+def judge(raw: bytes, mailbox: Mailbox, *, now: datetime, history: HistoryView,
+          new_message_id: MessageIdFactory, arrival: datetime | None = None,
+          absence: OwnerAbsence | None = None) -> Judged:
+    """decide() and serialise the reply, as the daemon records it and `explain` shows it.
+
+    No error while handling one message escapes: a failure while deciding makes the message
+    `malformed`, a failure while writing the reply `render-error`, so one bad message never
+    stops a folder. Only a StateError (the history could not be read: the store's fault, not
+    the message's) is raised, so that the message is decided again later.
+    """
+    try:
+        decision = decide(raw, mailbox, now=now, history=history, new_message_id=new_message_id,
+                          arrival=arrival, absence=absence)
+    except StateError:
+        raise
+    except Exception as err:  # deliberate: see the docstring
+        return Judged(Decision("skip", r.MALFORMED, f"engine error: {err!r}"), error=repr(err))
+    if decision.reply is None:
+        return Judged(decision)
+    try:
+        return Judged(decision, decision.reply.to_bytes())
+    except Exception as err:  # deliberate: see the docstring
+        failed = replace(decision, decision="skip", reason=r.RENDER_ERROR, reply=None,
+                         detail=f"cannot write the reply: {err!r}")
+        return Judged(failed, error=repr(err))

@@ -43,13 +43,23 @@ MIN_STALE_S = 10.0
 
 @dataclass(frozen=True)
 class Health:
-    """The /healthz verdict: healthy when no registered mailbox is stale."""
+    """The /healthz verdict: healthy when no registered mailbox is stale and no SMTP relay
+    refused our credentials."""
 
     stale: tuple[str, ...]
+    auth_refused: tuple[str, ...] = ()  # relays (host:port) that answered 535 to our login
 
     @property
     def ok(self) -> bool:
-        return not self.stale
+        return not self.stale and not self.auth_refused
+
+    def describe(self) -> str:
+        lines = []
+        if self.stale:
+            lines.append("stale: " + ", ".join(self.stale))
+        if self.auth_refused:
+            lines.append("smtp auth refused: " + ", ".join(self.auth_refused))
+        return "".join(line + "\n" for line in lines) or "ok\n"
 
 
 @dataclass
@@ -131,7 +141,37 @@ class Metrics:
         self._reconnects = Counter(
             "awayd_imap_reconnects", "IMAP connections re-established.", ["mailbox"], registry=reg
         )
+        self._message_errors = Counter(
+            "awayd_message_errors",  # exposed as awayd_message_errors_total
+            "Messages whose handling failed (decided malformed or render-error, folder moved on).",
+            ["mailbox", "reason"],
+            registry=reg,
+        )
+        self._relay_up = Gauge(
+            "awayd_relay_up",
+            "1 while the SMTP relay answers, 0 while it is down or refuses our login.",
+            ["relay"],
+            registry=reg,
+        )
+        self._auth_failures = Counter(
+            "awayd_smtp_auth_failures",  # exposed as awayd_smtp_auth_failures_total
+            "Logins the SMTP relay refused (535); the relay is then left alone for a while.",
+            ["relay"],
+            registry=reg,
+        )
+        self._store_failures = Counter(
+            "awayd_store_write_failures",  # exposed as awayd_store_write_failures_total
+            "Reads or writes of the state store that failed (disk full, I/O error).",
+            registry=reg,
+        )
+        self._refused: set[str] = set()
         self._outbox = Gauge("awayd_outbox_depth", "Replies waiting in the outbox (pending).", registry=reg)
+        self._folder_idle = Gauge(
+            "awayd_folder_idle",
+            "1 while the folder is watched with IDLE, 0 while it is polled (no IDLE offered).",
+            ["mailbox", "folder"],
+            registry=reg,
+        )
         self._up = Gauge("awayd_up", "1 while the daemon is running.", registry=reg)
         self._up.set(1)
         reg.register(_CheckAgeCollector(self))
@@ -148,11 +188,35 @@ class Metrics:
         """Count a skip; `reason` is a stable code from DESIGN.md section 4."""
         self._skips.labels(mailbox, reason).inc()
 
+    def message_error(self, mailbox: str, reason: str) -> None:
+        """Count a message whose handling raised; `reason` is the decision it got instead."""
+        self._message_errors.labels(mailbox, reason).inc()
+
     def seen(self, mailbox: str) -> None:
         self._seen.labels(mailbox).inc()
 
     def reconnect(self, mailbox: str) -> None:
         self._reconnects.labels(mailbox).inc()
+
+    def folder_idle(self, mailbox: str, folder: str, idle: bool) -> None:
+        """Record whether the folder's connection uses IDLE (set on every connect)."""
+        self._folder_idle.labels(mailbox, folder).set(1 if idle else 0)
+
+    def relay_up(self, relay: str, up: bool) -> None:
+        """The relay answered (True) or is down or refusing our login (False)."""
+        self._relay_up.labels(relay).set(1 if up else 0)
+        if up:
+            with self._lock:
+                self._refused.discard(relay)
+
+    def auth_failed(self, relay: str) -> None:
+        """The relay refused our credentials: counted, and /healthz names it until it accepts."""
+        self._auth_failures.labels(relay).inc()
+        with self._lock:
+            self._refused.add(relay)
+
+    def store_failed(self) -> None:
+        self._store_failures.inc()
 
     def set_outbox_depth(self, n: int) -> None:
         self._outbox.set(n)
@@ -206,7 +270,8 @@ class Metrics:
             return {name: (_since(w), w.poll_interval_s) for name, w in self._watches.items()}
 
     def health(self) -> Health:
-        """Stale mailboxes: not checked within max(3 x poll interval, 10 s)."""
+        """Stale mailboxes (not checked within max(3 x poll interval, 10 s)) and relays that
+        refused our login."""
         now = self._clock()
         with self._lock:
             stale = tuple(
@@ -216,7 +281,8 @@ class Metrics:
                     if now - _since(w) > max(self._stale_factor * w.poll_interval_s, self._min_stale_s)
                 )
             )
-        return Health(stale)
+            refused = tuple(sorted(self._refused))
+        return Health(stale, refused)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format (CONTENT_TYPE_LATEST)."""
@@ -309,7 +375,7 @@ class _Handler(BaseHTTPRequestHandler):
             if health.ok:
                 self._send(HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n", head)
             else:
-                body = ("stale: " + ", ".join(health.stale) + "\n").encode("utf-8")
+                body = health.describe().encode("utf-8")
                 status = HTTPStatus.SERVICE_UNAVAILABLE
                 self._send(status, "text/plain; charset=utf-8", body, head)
         else:

@@ -297,3 +297,26 @@ def test_parse_listen_accepts_host_port(listen: str, expected: tuple[str, int]) 
 def test_parse_listen_rejects_malformed_addresses(listen: str) -> None:
     with pytest.raises(ConfigError, match="metrics listen"):
         parse_listen(listen)
+
+
+def test_healthz_is_503_naming_a_relay_that_refused_our_login_until_it_accepts(
+    metrics: Metrics, server: MetricsServer
+) -> None:
+    metrics.relay_up("smtp.example.org:587", True)
+    metrics.auth_failed("smtp.example.org:587")
+    metrics.relay_up("smtp.example.org:587", False)
+    assert _get(server, "/healthz")[::2] == (503, "smtp auth refused: smtp.example.org:587\n")
+    assert _value(metrics, "awayd_smtp_auth_failures_total", relay="smtp.example.org:587") == 1
+    assert _value(metrics, "awayd_relay_up", relay="smtp.example.org:587") == 0
+
+    metrics.relay_up("smtp.example.org:587", True)
+    assert _get(server, "/healthz")[::2] == (200, "ok\n")
+    assert _value(metrics, "awayd_relay_up", relay="smtp.example.org:587") == 1
+
+
+def test_message_errors_and_store_failures_are_counted(metrics: Metrics) -> None:
+    metrics.message_error("alice", "render-error")
+    metrics.store_failed()
+    metrics.store_failed()
+    assert _value(metrics, "awayd_message_errors_total", mailbox="alice", reason="render-error") == 1
+    assert _value(metrics, "awayd_store_write_failures_total") == 2
