@@ -119,6 +119,7 @@ class Outbox:
         self._relays: dict[SmtpSettings, Relay] = {}
         self._routes: dict[str, tuple[Mailbox, Relay]] = {}
         self._unrecorded: dict[int, _Unrecorded] = {}
+        self._in_flight: set[int] = set()
 
     # --- routing -------------------------------------------------------------------------
 
@@ -165,8 +166,9 @@ class Outbox:
 
     # --- the periodic job ----------------------------------------------------------------
 
-    def retry(self) -> int:
-        """Record outcomes the store missed, drop expired replies, queue the due ones.
+    def retry(self, *, everything: bool = False) -> int:
+        """Record outcomes the store missed, drop expired replies, queue the due ones (with
+        `everything`, at start, every pending one: nothing is known about the relays yet).
 
         Returns how many replies are pending, or -1 when the store failed.
         """
@@ -181,7 +183,8 @@ class Outbox:
                 self.log.error("outbox.dropped", mailbox=row.mailbox, outbox_id=row.id,
                                recipient=row.recipient, reason="older than max_delay")
             by_relay: dict[int, tuple[Relay, list[int]]] = {}
-            for row in self.store.due_outbox(now, limit=1000):
+            until = now + self.max_delay if everything else now
+            for row in self.store.due_outbox(until, limit=1000):
                 with self._lock:
                     route = self._routes.get(row.mailbox)
                 if route is not None:
@@ -238,9 +241,20 @@ class Outbox:
     def deliver(self, outbox_id: int, sender: Sender, relay: str) -> Attempt:
         """Send one pending row and record the outcome."""
         with self._lock:
-            if outbox_id in self._unrecorded:
-                return Attempt(Outcome.DONE)  # the relay took it: never a second copy
+            if outbox_id in self._unrecorded or outbox_id in self._in_flight:
+                # the relay took it (never a second copy), or another relay is sending it:
+                # after a reload changed a mailbox's relay, the old one may still hold it
+                return Attempt(Outcome.DONE)
+            self._in_flight.add(outbox_id)
             routes = self._routes
+        try:
+            return self._deliver(outbox_id, sender, relay, routes)
+        finally:
+            with self._lock:
+                self._in_flight.discard(outbox_id)
+
+    def _deliver(self, outbox_id: int, sender: Sender, relay: str,
+                 routes: dict[str, tuple[Mailbox, Relay]]) -> Attempt:
         try:
             row = self.store.get_outbox(outbox_id)
         except StateError as err:
@@ -295,8 +309,8 @@ class Outbox:
             self.log.warning("smtp.send_deferred", mailbox=row.mailbox, outbox_id=row.id,
                              recipient=row.recipient, retry_in_s=round(delay, 1), error=str(err),
                              relay=relay)
-        else:  # the relay's fault: the row waits for the relay, not for a backoff of its own
-            delay = 0.0
+        else:  # the relay's fault: the row waits in the relay's queue, not on a backoff of its own
+            delay = self.probe.cap
             outcome = Outcome.AUTH_REFUSED if err.scope == "auth" else Outcome.RELAY_DOWN
             self.log.info("smtp.send_deferred", mailbox=row.mailbox, outbox_id=row.id,
                           recipient=row.recipient, error=str(err), relay=relay,

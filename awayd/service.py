@@ -127,7 +127,7 @@ class Service:
             AwaydError: replies stayed pending (relay down, login refused, certificate not
                 trusted, store full): transient, exit 75, so cron or systemd tries again.
         """
-        self.outbox.retry()
+        self.outbox.retry(everything=True)
         workers = self._workers(self.config)
         failed = []
         threads = [threading.Thread(target=lambda w=w: failed.append(w) if not w.tick() else None,
@@ -268,7 +268,7 @@ class Service:
                 signal.signal(sig, self._on_signal)
         if self.config.metrics.listen:
             self.http = start_http(self.config.metrics.listen, self.metrics)
-        self.outbox.retry()  # pending replies of a previous run go first
+        self.outbox.retry(everything=True)  # pending replies of a previous run go first
         self.scheduler = scheduler = self._scheduler()
         scheduler.start()
         self._start_workers(scheduler)

@@ -207,9 +207,13 @@ class Database:
                 conn.close()
 
     def limit_wal(self, size: int) -> None:
-        """Cut the WAL file back to `size` bytes after each checkpoint."""
+        """Keep the WAL file near `size` bytes: checkpoint automatically once it holds that
+        much (SQLite's default is 1000 pages, 4 MiB) and cut it back to `size` afterwards
+        (SQLite would otherwise keep the file at its largest size)."""
         with self._lock:
             if self._conn is not None:
+                page = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
+                self._conn.execute(f"PRAGMA wal_autocheckpoint = {max(16, int(size) // page)}")
                 self._conn.execute(f"PRAGMA journal_size_limit = {int(size)}")
 
     def checkpoint(self) -> None:
