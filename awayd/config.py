@@ -48,7 +48,7 @@ _TLS_KEYS = {"security", "tls_verify", "ca_file"}
 _VCARD_EMAIL = re.compile(r"^(?:item\d+\.)?EMAIL[^:]*:(.+)$", re.IGNORECASE)
 
 TOP_KEYS = frozenset({"state", "smtp", "metrics", "mailboxes"})
-STATE_KEYS = frozenset({"path", "max_delay", "keep_decisions", "retry_base"})
+STATE_KEYS = frozenset({"path", "url", "max_delay", "keep_decisions", "retry_base"})
 METRICS_KEYS = frozenset({"listen"})
 SMTP_KEYS = frozenset({"host", "port", "username", "envelope_from", "timeout", "helo",
                        "auth_retry", *_SECRET_KEYS, *_TLS_KEYS})
@@ -419,7 +419,8 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
             keep_decisions=state_node.get("keep_decisions", cr.as_duration,
                                           "a duration such as 90d", state.keep_decisions),
             retry_base=state_node.get("retry_base", _positive_duration,
-                                      "a duration above 0 such as 30s", state.retry_base))
+                                      "a duration above 0 such as 30s", state.retry_base),
+            url=_state_url(state_node))
     smtp_node = root.child("smtp")
     smtp = _smtp(smtp_node) if smtp_node is not None else None
     metrics_node = root.child("metrics")
@@ -449,6 +450,20 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
     if render_problems:
         raise ConfigError([f"{source}: {p}" for p in render_problems])
     return config
+
+
+def _state_url(node: Node) -> str | None:
+    """`state.url`: a PostgreSQL URL (the state on a server) instead of `path` (a SQLite file)."""
+    url = node.get("url", cr.as_str, "a URL such as postgresql://awayd@db.example.org/awayd", None)
+    if url is None:
+        return None
+    if not url.startswith(("postgresql://", "postgres://")):
+        node.problems.add(node.sub("url"), "a URL such as postgresql://awayd@db.example.org/awayd",
+                          url.split("://", 1)[0] + "://...")  # the rest may hold a password
+        return None
+    if node.has("path"):
+        node.problems.note(node.sub("path"), "give either path (SQLite) or url (PostgreSQL), not both")
+    return url
 
 
 def _positive_duration(value: object) -> timedelta:

@@ -174,6 +174,7 @@ class StateSettings:
     max_delay: timedelta = timedelta(hours=24)  # an unsent reply older than this is dropped
     keep_decisions: timedelta = timedelta(days=90)
     retry_base: timedelta = timedelta(seconds=30)  # first SMTP retry within this; doubles to 1 h
+    url: str | None = None  # postgresql://...: the state on PostgreSQL instead of `path`
 
 
 @dataclass(frozen=True)
