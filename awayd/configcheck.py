@@ -64,7 +64,10 @@ def describe_rule(rule: Rule, mailbox: Mailbox, now: datetime) -> str:
 
 def summary(config: Config, now: datetime, absences: Mapping[str, str] | None = None) -> str:
     """`absences` maps a mailbox name to the description of its owner absence (`awayd away`)."""
-    lines = [f"{config.source}: OK, {len(config.mailboxes)} mailbox(es), state {config.state.path}"]
+    from awayd.adapters.store_api import backend_name, state_name  # noqa: PLC0415
+
+    lines = [f"{config.source}: OK, {len(config.mailboxes)} mailbox(es), state "
+             f"{state_name(config.state)} ({backend_name(config.state)})"]
     for mb in config.mailboxes:
         lines.append(f"mailbox {mb.name}: {mb.address}"
                      + (f" (aliases {', '.join(mb.aliases)})" if mb.aliases else ""))

@@ -21,7 +21,7 @@ from awayd.adapters.secrets import resolve_secret
 from awayd.adapters.smtp import SmtpSender
 from awayd.adapters.state_lock import StateLock
 from awayd.adapters.store_absence import AbsenceCache
-from awayd.adapters.store_sqlite import SqliteStore
+from awayd.adapters.store_api import open_store
 from awayd.config import load_config
 from awayd.configtypes import Config, Mailbox
 from awayd.core.backoff import Backoff
@@ -68,12 +68,15 @@ class Service:
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.config: Config = load_config(config_path)
-        # One daemon per state: a second one would answer the same mail again.
-        self.state_lock = StateLock.acquire(self.config.state.path)
+        # One daemon per state file: a second one would answer the same mail again. On
+        # PostgreSQL several hosts share the state; the reply claims keep answers single.
+        self.state_lock = (None if self.config.state.url
+                           else StateLock.acquire(self.config.state.path))
         try:
-            self.store = SqliteStore.open(self.config.state.path, init_state=init_state)
+            self.store = open_store(self.config.state, init_state=init_state)
         except BaseException:
-            self.state_lock.release()
+            if self.state_lock is not None:
+                self.state_lock.release()
             raise
         self.absences = AbsenceCache(self.store.db, on_error=lambda error: self.log.error(
             "absence.unreadable", error=error))
@@ -252,7 +255,7 @@ class Service:
                            note="the previous configuration keeps running")
             self.notifier.ready()
             return
-        if config.state.path != self.config.state.path:
+        if (config.state.path, config.state.url) != (self.config.state.path, self.config.state.url):
             self.log.warning("config.state_path_ignored", note="a new state path needs a restart")
         self._stop_workers(self.scheduler)
         self.config = config
@@ -299,7 +302,8 @@ class Service:
             self.http = None
         self.outbox.close(STOP_GRACE_S)
         self.store.close()
-        self.state_lock.release()
+        if self.state_lock is not None:
+            self.state_lock.release()
 
 
 def run_service(config_path: Path, *, once: bool, init_state: bool = False) -> int:

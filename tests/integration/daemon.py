@@ -80,10 +80,13 @@ def write_config(
     state: Path | None = None,
     retry_base: str = "0.5s",
     metrics: str | None = None,
+    state_url: str | None = None,
 ) -> Path:
-    """Write a config YAML to `path` (state next to it unless given); return `path`."""
+    """Write a config YAML to `path` (state next to it unless given, or on PostgreSQL at
+    `state_url`); return `path`."""
+    where = {"url": state_url} if state_url else {"path": str(state or path.with_suffix(".db"))}
     data: dict[str, Any] = {
-        "state": {"path": str(state or path.with_suffix(".db")), "retry_base": retry_base},
+        "state": {**where, "retry_base": retry_base},
         "smtp": {"host": sink.host, "port": sink.port, "security": "none", "timeout": "10s"},
         "mailboxes": [dict(m) for m in mailboxes],
     }
