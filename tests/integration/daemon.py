@@ -112,7 +112,7 @@ def awayd(*args: str, config: Path, env: Mapping[str, str] | None = None,
           timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run one `awayd` command to completion (its output is small: pipes are fine here)."""
     # --config belongs to the innermost command: `report --config C`, `suppress add --config C`
-    depth = 2 if args[:1] == ("suppress",) else 1
+    depth = 2 if args[:1] in (("suppress",), ("state",)) else 1
     argv = [*AWAYD, *args[:depth], "--config", str(config), *args[depth:]]
     return subprocess.run(argv, cwd=ROOT, env=_env(env), capture_output=True, text=True,
                           timeout=timeout, check=False, stdin=subprocess.DEVNULL)
