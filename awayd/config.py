@@ -48,7 +48,7 @@ _TLS_KEYS = {"security", "tls_verify", "ca_file"}
 _VCARD_EMAIL = re.compile(r"^(?:item\d+\.)?EMAIL[^:]*:(.+)$", re.IGNORECASE)
 
 TOP_KEYS = frozenset({"state", "smtp", "metrics", "mailboxes"})
-STATE_KEYS = frozenset({"path", "url", "max_delay", "keep_decisions", "retry_base"})
+STATE_KEYS = frozenset({"path", "url", "lease", "max_delay", "keep_decisions", "retry_base"})
 METRICS_KEYS = frozenset({"listen"})
 SMTP_KEYS = frozenset({"host", "port", "username", "envelope_from", "timeout", "helo",
                        "auth_retry", *_SECRET_KEYS, *_TLS_KEYS})
@@ -420,7 +420,9 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
                                           "a duration such as 90d", state.keep_decisions),
             retry_base=state_node.get("retry_base", _positive_duration,
                                       "a duration above 0 such as 30s", state.retry_base),
-            url=_state_url(state_node))
+            url=_state_url(state_node),
+            lease=state_node.get("lease", _lease_duration, "a duration of at least 1s such as 30s",
+                                 state.lease))
     smtp_node = root.child("smtp")
     smtp = _smtp(smtp_node) if smtp_node is not None else None
     metrics_node = root.child("metrics")
@@ -464,6 +466,13 @@ def _state_url(node: Node) -> str | None:
     if node.has("path"):
         node.problems.note(node.sub("path"), "give either path (SQLite) or url (PostgreSQL), not both")
     return url
+
+
+def _lease_duration(value: object) -> timedelta:
+    duration = cr.as_duration(value)
+    if duration < timedelta(seconds=1):
+        raise ValueError("below 1s")
+    return duration
 
 
 def _positive_duration(value: object) -> timedelta:

@@ -175,6 +175,7 @@ class StateSettings:
     keep_decisions: timedelta = timedelta(days=90)
     retry_base: timedelta = timedelta(seconds=30)  # first SMTP retry within this; doubles to 1 h
     url: str | None = None  # postgresql://...: the state on PostgreSQL instead of `path`
+    lease: timedelta = timedelta(seconds=30)  # PostgreSQL: a dead host's mailboxes move after this
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -26,6 +27,7 @@ from awayd.config import load_config
 from awayd.configtypes import Config, Mailbox
 from awayd.core.backoff import Backoff
 from awayd.errors import AwaydError, ConfigError, SourceError
+from awayd.leasing import LeaseKeeper, host_id
 from awayd.obs.metrics import Metrics, start_http
 from awayd.obs.notify import Notifier
 from awayd.outbox import Outbox
@@ -80,6 +82,10 @@ class Service:
             raise
         self.absences = AbsenceCache(self.store.db, on_error=lambda error: self.log.error(
             "absence.unreadable", error=error))
+        self._workers_lock = threading.RLock()
+        self._mailbox_stops: dict[str, threading.Event] = {}
+        self._once = False  # run --once: leases are claimed once, no worker threads
+        self.leases = self._lease_keeper() if self.config.state.url else None
         self.metrics = Metrics(clock=lambda: self.clock().timestamp())
         self.outbox = Outbox(store=self.store, clock=self.clock, log=self.log,
                              make_sender=lambda settings: SmtpSender(settings, resolve_secret),
@@ -99,6 +105,21 @@ class Service:
         return Pipeline(store=self.store, clock=self.clock, outbox=self.outbox, log=self.log,
                         events=self.metrics, absences=self.absences.get)
 
+    def _lease_keeper(self) -> LeaseKeeper:
+        """Several hosts on one PostgreSQL: leases decide which mailboxes this one works on."""
+        from awayd.adapters.leases_pg import Fence, LeaseTable  # noqa: PLC0415 (psycopg)
+        from awayd.adapters.store_pg_schema import PgDatabase  # noqa: PLC0415
+
+        assert self.config.state.url is not None
+        period = self.config.state.lease.total_seconds()
+        fence = Fence(host_id(), margin=period / 3, on_refused=lambda mailbox, action: self.log.warning(
+            "lease.fenced", mailbox=mailbox, action=action, note="not leased to this host"))
+        self.store.fence = fence
+        # its own connection: a renewal never queues behind the decisions being recorded
+        table = LeaseTable(PgDatabase(self.config.state.url, readonly=False), fence.host, period)
+        self.log.info("lease.host", host=fence.host, lease_s=period)
+        return LeaseKeeper(table, fence, log=self.log, gain=self._gain, lose=self._lose)
+
     def _save_copy(self, mailbox: Mailbox, data: bytes) -> None:
         assert mailbox.save_copy is not None
         assert mailbox.imap is not None
@@ -106,16 +127,18 @@ class Service:
         append_message(mailbox.imap, mailbox.save_copy, data, secret_resolver=resolve_secret,
                        log=structlog.get_logger("awayd.imap").bind(mailbox=mailbox.name))
 
-    def _workers(self, config: Config) -> list[FolderWorker]:
+    def _workers(self, config: Config, only: Iterable[str] | None = None) -> list[FolderWorker]:
         workers = []
+        names = None if only is None else set(only)
         for mb in config.mailboxes:
-            if mb.imap is None:
+            if mb.imap is None or (names is not None and mb.name not in names):
                 continue
             self.metrics.register_mailbox(mb.name, mb.imap.poll_interval.total_seconds())
             for folder in mb.imap.folders:
                 workers.append(FolderWorker(
                     mb, folder, pipeline=self.pipeline, store=self.store, make_watcher=make_watcher,
-                    clock=self.clock, log=self.log, stop=self.worker_stop,
+                    clock=self.clock, log=self.log,
+                    stop=self._mailbox_stops.get(mb.name, self.worker_stop),
                     on_checked=self.metrics.checked, on_reconnect=self.metrics.reconnect,
                     on_idle_mode=self.metrics.folder_idle))
         return workers
@@ -130,8 +153,13 @@ class Service:
             AwaydError: replies stayed pending (relay down, login refused, certificate not
                 trusted, store full): transient, exit 75, so cron or systemd tries again.
         """
+        only = None
+        if self.leases is not None:
+            self._once = True
+            self.leases.configure([mb.name for mb in self.config.mailboxes if mb.imap is not None])
+            only = list(self.leases.fence.held())
         self.outbox.retry(everything=True)
-        workers = self._workers(self.config)
+        workers = self._workers(self.config, only=only)
         failed = []
         threads = [threading.Thread(target=lambda w=w: failed.append(w) if not w.tick() else None,
                                     name=f"once-{w.name}") for w in workers]
@@ -166,12 +194,59 @@ class Service:
     # --- daemon ---------------------------------------------------------------------------
 
     def _start_workers(self, scheduler: BackgroundScheduler) -> None:
-        """IDLE folders get a thread each; polled folders (`idle: false`) a scheduler job."""
-        self.worker_stop = threading.Event()
-        self.workers = self._workers(self.config)
-        self.threads = []
-        self.poll_jobs = []
-        for w in self.workers:
+        """IDLE folders get a thread each; polled folders (`idle: false`) a scheduler job.
+
+        With leases (several hosts), only the mailboxes this host holds get workers, now and
+        whenever the lease keeper gains one."""
+        with self._workers_lock:
+            self.worker_stop = threading.Event()
+            self.workers = []
+            self.threads = []
+            self.poll_jobs = []
+            self._mailbox_stops = {}
+            if self.leases is None:
+                self._start_folders(scheduler, self._workers(self.config))
+            else:
+                self._gain(sorted(self.leases.fence.held()))
+        if self.leases is not None:
+            names = [mb.name for mb in self.config.mailboxes if mb.imap is not None]
+            if self.leases.running:
+                self.leases.configure(names)
+            else:
+                self.leases.start(names)
+
+    def _gain(self, names: list[str]) -> None:
+        """Start the workers of mailboxes whose leases this host just gained."""
+        if self._once:
+            return
+        with self._workers_lock:
+            for name in names:
+                self._mailbox_stops[name] = threading.Event()
+            self._start_folders(self.scheduler, self._workers(self.config, only=names))
+        self.outbox.retry(everything=True)  # their pending replies are ours to send now
+
+    def _lose(self, names: list[str]) -> None:
+        """Stop the workers of mailboxes whose leases this host lost or gives up."""
+        with self._workers_lock:
+            for name in names:
+                stop = self._mailbox_stops.pop(name, None)
+                if stop is not None:
+                    stop.set()
+            going = [w for w in self.workers if w.mailbox.name in names]
+            self.workers = [w for w in self.workers if w.mailbox.name not in names]
+            for job_id, worker in [j for j in self.poll_jobs if j[1] in going]:
+                with contextlib.suppress(LookupError):
+                    self.scheduler.remove_job(job_id)
+                worker.shutdown()
+            self.poll_jobs = [j for j in self.poll_jobs if j[1] not in going]
+            for worker, t in [x for x in self.threads if x[0] in going]:
+                if not worker.idling:
+                    t.join(timeout=STOP_GRACE_S)
+            self.threads = [x for x in self.threads if x[0] not in going]
+
+    def _start_folders(self, scheduler: BackgroundScheduler, workers: list[FolderWorker]) -> None:
+        self.workers.extend(workers)
+        for w in workers:
             assert w.mailbox.imap is not None
             if w.mailbox.imap.idle:
                 t = threading.Thread(target=w.run_idle, name=f"watch-{w.name}", daemon=True)
@@ -184,19 +259,22 @@ class Service:
             self.poll_jobs.append((job.id, w))
 
     def _stop_workers(self, scheduler: BackgroundScheduler) -> None:
-        self.worker_stop.set()
-        for job_id, worker in self.poll_jobs:
-            with contextlib.suppress(LookupError):
-                scheduler.remove_job(job_id)
-            worker.shutdown()
-        self.poll_jobs = []
-        for worker, t in self.threads:
-            # A folder waiting in IDLE has nothing in flight: it sees the stop at its next wake
-            # and logs out then (or the process exits first). Waiting for every wake would make
-            # a stop or reload take up to the IDLE wake interval.
-            if not worker.idling:
-                t.join(timeout=STOP_GRACE_S)
-        self.threads = []
+        with self._workers_lock:
+            self.worker_stop.set()
+            for stop in self._mailbox_stops.values():
+                stop.set()
+            for job_id, worker in self.poll_jobs:
+                with contextlib.suppress(LookupError):
+                    scheduler.remove_job(job_id)
+                worker.shutdown()
+            self.poll_jobs = []
+            for worker, t in self.threads:
+                # A folder waiting in IDLE has nothing in flight: it sees the stop at its next wake
+                # and logs out then (or the process exits first). Waiting for every wake would make
+                # a stop or reload take up to the IDLE wake interval.
+                if not worker.idling:
+                    t.join(timeout=STOP_GRACE_S)
+            self.threads = []
 
     def _scheduler(self) -> BackgroundScheduler:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
@@ -290,6 +368,8 @@ class Service:
                 self.reload()
         self.notifier.stopping()
         self.log.info("service.stopping")
+        if self.leases is not None:
+            self.leases.stop()
         self._stop_workers(scheduler)
         scheduler.shutdown(wait=True)
         self.close()
@@ -301,6 +381,9 @@ class Service:
             self.http.stop()
             self.http = None
         self.outbox.close(STOP_GRACE_S)
+        if self.leases is not None:
+            self.leases.leave()  # after the sends in flight: the next owner may start at once
+            self.leases.table.db.close()
         self.store.close()
         if self.state_lock is not None:
             self.state_lock.release()

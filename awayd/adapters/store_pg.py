@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from awayd.adapters.leases_pg import Fence
 from awayd.adapters.store_api import ReplyClaimed
 from awayd.adapters.store_pg_schema import (
     SCHEMA_VERSION,
@@ -37,6 +38,12 @@ _MAX_ERROR_TEXT = 1000
 Conn = psycopg.Connection[Any]
 
 
+class Fenced(StateError):  # noqa: N818 (a StateError by family)
+    """This host does not hold the mailbox's lease (any more): nothing was written."""
+
+    transient = True
+
+
 class PostgresStore:
     """Everything awayd remembers, in a PostgreSQL database that several hosts may share.
 
@@ -48,6 +55,9 @@ class PostgresStore:
         """Use PostgresStore.open()."""
         self._db = db
         self._state_db = PgStateDb(db)
+        # Set by a daemon that shares the database with other hosts: writes and sends of a
+        # mailbox then need its lease (leases_pg). None: this process owns every mailbox.
+        self.fence: Fence | None = None
 
     @classmethod
     def open(cls, url: str, *, readonly: bool = False, connect_timeout: float = 5.0) -> PostgresStore:
@@ -134,6 +144,9 @@ class PostgresStore:
         when = to_ts(at)
         try:
             with self._db.write("record a decision") as conn:
+                if self.fence is not None and not self.fence.holds(conn, mailbox, "record", lock=True):
+                    raise Fenced(f"state database {self.path}: mailbox {mailbox} is not leased to"
+                                 " this host (any more): not recorded")
                 outbox_id: int | None = None
                 if reply is not None:
                     row = conn.execute(
@@ -188,20 +201,27 @@ class PostgresStore:
     # --- outbox ----------------------------------------------------------------------------
 
     def due_outbox(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
+        owned = None if self.fence is None else list(self.fence.held())
         with self._db.read("read the outbox") as conn:
             rows = conn.execute(
                 "SELECT id, mailbox, folder, uid, rule, message_id, recipient, envelope_from, bytes,"
                 " state, attempts, next_try, created_at, last_error FROM outbox"
-                " WHERE state = 'pending' AND next_try <= %s"
-                " ORDER BY next_try, id LIMIT %s", (to_ts(now), limit)).fetchall()
+                " WHERE state = 'pending' AND next_try <= %s AND (%s::text[] IS NULL OR mailbox = ANY(%s))"
+                " ORDER BY next_try, id LIMIT %s", (to_ts(now), owned, owned, limit)).fetchall()
         return [outbox_row(row) for row in rows]
 
     def get_outbox(self, outbox_id: int) -> OutboxRow | None:
+        """The row, as SqliteStore.get_outbox; with a fence, a pending row of a mailbox whose
+        lease this host does not hold (with the margin left) reads as None: the outbox reads
+        the row just before sending it, so a host that lost the lease never sends it."""
         with self._db.read("read the outbox") as conn:
             row = conn.execute(
                 "SELECT id, mailbox, folder, uid, rule, message_id, recipient, envelope_from, bytes,"
                 " state, attempts, next_try, created_at, last_error FROM outbox WHERE id = %s",
                 (outbox_id,)).fetchone()
+            if (row is not None and row[9] == "pending" and self.fence is not None
+                    and not self.fence.holds(conn, str(row[1]), "send", lock=False)):
+                return None
         return None if row is None else outbox_row(row)
 
     def pending_count(self) -> int:
@@ -234,11 +254,14 @@ class PostgresStore:
 
     def drop_expired(self, now: datetime, max_delay: timedelta) -> list[OutboxRow]:
         cutoff = to_ts(now) - max_delay.total_seconds()
+        owned = None if self.fence is None else list(self.fence.held())
         with self._db.write("drop expired replies") as conn:
             rows = conn.execute(
                 "UPDATE outbox SET state = 'dropped' WHERE state = 'pending' AND created_at < %s"
+                " AND (%s::text[] IS NULL OR mailbox = ANY(%s))"
                 " RETURNING id, mailbox, folder, uid, rule, message_id, recipient, envelope_from,"
-                " bytes, state, attempts, next_try, created_at, last_error", (cutoff,)).fetchall()
+                " bytes, state, attempts, next_try, created_at, last_error",
+                (cutoff, owned, owned)).fetchall()
             ids = [int(row[0]) for row in rows]
             if ids:
                 conn.execute("DELETE FROM history WHERE outbox_id = ANY(%s) AND state = 'reserved'",

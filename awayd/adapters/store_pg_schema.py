@@ -108,13 +108,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at DOUBLE PRECISION NOT NULL
         )""",
     ),
+    (  # 3: which host works on which mailbox (see leases_pg); times are the server's clock
+        """CREATE TABLE leases (
+            mailbox    TEXT PRIMARY KEY,
+            owner      TEXT,
+            expires_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+            epoch      BIGINT NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE lease_hosts (
+            host    TEXT PRIMARY KEY,
+            seen_at DOUBLE PRECISION NOT NULL
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Taken for the migration transaction, so hosts starting together migrate once.
 _MIGRATE_LOCK = 0x61776179  # "awayd"
 _OURS = {"schema_version", "checkpoints", "outbox", "history", "decisions", "suppressions",
-         "reply_claims", "absences", "leases"}
+         "reply_claims", "absences", "leases", "lease_hosts"}
 
 
 def read_version(conn: psycopg.Connection[Any], where: str) -> int:
