@@ -97,10 +97,11 @@ class LeaseTable:
             conn.execute(f"DELETE FROM lease_hosts WHERE seen_at < {_NOW} - %s", (10 * self.period,))
             conn.execute("INSERT INTO leases (mailbox) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
                          (names,))
+            mine = [m for m in held if m in names]
             renewed = dict(conn.execute(
                 f"UPDATE leases SET expires_at = {_NOW} + %s WHERE owner = %s AND expires_at > {_NOW}"
                 " AND mailbox = ANY(%s) RETURNING mailbox, epoch",
-                (self.period, self.host, names)).fetchall())
+                (self.period, self.host, mine)).fetchall())
             kept = {m: e for m, e in renewed.items() if held.get(m) == e}
             lost = tuple(sorted(set(held) - set(kept)))
             # live: renewed within half a period (rounds run far more often than that)
@@ -112,11 +113,12 @@ class LeaseTable:
             if len(kept) < share:
                 gained = dict(conn.execute(
                     "WITH free AS (SELECT mailbox FROM leases WHERE mailbox = ANY(%s)"
-                    f" AND (owner IS NULL OR expires_at <= {_NOW}) AND NOT (mailbox = ANY(%s))"
+                    # ours but let go (the database was out of reach): a new epoch, as anyone's
+                    f" AND (owner IS NULL OR expires_at <= {_NOW} OR owner = %s) AND NOT (mailbox = ANY(%s))"
                     " ORDER BY mailbox LIMIT %s FOR UPDATE SKIP LOCKED)"
                     f" UPDATE leases SET owner = %s, epoch = leases.epoch + 1, expires_at = {_NOW} + %s"
                     " FROM free WHERE leases.mailbox = free.mailbox RETURNING leases.mailbox, leases.epoch",
-                    (names, list(kept), share - len(kept), self.host, self.period)).fetchall())
+                    (names, self.host, list(kept), share - len(kept), self.host, self.period)).fetchall())
             excess = tuple(sorted(kept)[share:]) if len(kept) > share else ()
         return Round(kept, gained, lost, excess, hosts)
 

@@ -15,9 +15,13 @@ from tests.integration.smtpsink import SmtpSink
 pytestmark = pytest.mark.integration
 
 
-def pg_config(tmp_path: Path, user: str, dovecot: Dovecot, sink: SmtpSink, url: str) -> Path:
-    return write_config(tmp_path / "awayd.yaml", sink=sink, state_url=url,
-                        mailboxes=[mailbox("alice", user, dovecot)])
+def pg_config(tmp_path: Path, user: str, dovecot: Dovecot, sink: SmtpSink, url: str,
+              lease: str | None = None) -> Path:
+    config = write_config(tmp_path / "awayd.yaml", sink=sink, state_url=url,
+                          mailboxes=[mailbox("alice", user, dovecot)])
+    if lease is not None:
+        config.write_text(config.read_text().replace("  retry_base:", f"  lease: {lease}\n  retry_base:"))
+    return config
 
 
 def test_the_daemon_and_admin_commands_work_on_postgresql(
@@ -75,7 +79,7 @@ def test_postgresql_down_stops_sending_loses_nothing_and_resumes(
     dovecot: Dovecot, mail_user: str, smtp_sink: SmtpSink, daemons: Daemons, tmp_path: Path,
     postgres: Postgres, pg_url: str,
 ) -> None:
-    d = daemons.start(pg_config(tmp_path, mail_user, dovecot, smtp_sink, pg_url))
+    d = daemons.start(pg_config(tmp_path, mail_user, dovecot, smtp_sink, pg_url, lease="3s"))
     d.wait_watching()
     postgres.stop()
     try:
@@ -83,9 +87,12 @@ def test_postgresql_down_stops_sending_loses_nothing_and_resumes(
         d.wait_for("store.write_failed")
         assert smtp_sink.messages == []  # nothing decided, so nothing sent
         assert d.events("message.processed") == []
+        d.wait_for("lease.renew_failed")
+        d.wait_for("lease.lost", mailboxes=["alice"])  # stops before its lease runs out
     finally:
         postgres.start()
-    d.wait_for("store.recovered")
+    d.wait_for("lease.store_back")
+    d.wait_for("lease.acquired", count=2)
     [done] = d.wait_for("message.processed")
     assert (done["sender"], done["reason"]) == ("bob@example.net", "reply")
     d.wait_for("reply.sent")

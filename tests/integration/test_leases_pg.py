@@ -120,3 +120,15 @@ def test_without_a_lease_nothing_is_recorded_or_queued(hosts: Callable[..., Host
         a.record("a", 1)
     assert a.store.due_outbox(T0) == []
     assert a.store.pending_count() == 0
+
+
+def test_leases_let_go_while_the_database_was_away_are_claimed_again_with_a_new_epoch(
+        hosts: Callable[..., Host]) -> None:
+    a = hosts("A")
+    a.round()
+    epochs = a.fence.held()
+    for name in BOXES:  # what the keeper does when it cannot renew in time
+        a.fence.drop(name)
+    gained, lost = a.round()
+    assert (gained, lost) == (BOXES, [])
+    assert a.fence.held() == {name: epoch + 1 for name, epoch in epochs.items()}
