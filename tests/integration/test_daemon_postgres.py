@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -97,4 +98,25 @@ def test_postgresql_down_stops_sending_loses_nothing_and_resumes(
     assert (done["sender"], done["reason"]) == ("bob@example.net", "reply")
     d.wait_for("reply.sent")
     assert [m.rcpt_tos for m in smtp_sink.messages] == [("bob@example.net",)]
+    assert d.stop() == 0
+
+
+def test_reload_and_run_once_on_postgresql(
+    dovecot: Dovecot, mail_user: str, smtp_sink: SmtpSink, daemons: Daemons, tmp_path: Path,
+    pg_url: str,
+) -> None:
+    config = pg_config(tmp_path, mail_user, dovecot, smtp_sink, pg_url, lease="3s")
+    once = daemons.start(config, once=True)
+    assert once.wait_exit() == 0
+    assert once.events("checkpoint.created")
+    d = daemons.start(config)  # the one-shot run let its lease go: no wait for expiry
+    [acquired] = d.wait_for("lease.acquired")
+    assert acquired["mailboxes"] == ["alice"]
+    d.signal(signal.SIGHUP)
+    d.wait_for("config.reloaded")
+    dovecot.deliver(mail_user, message("bob@example.net", mail_user), "bob@example.net")
+    [done] = d.wait_for("message.processed")
+    assert done["reason"] == "reply"
+    d.wait_for("reply.sent")
+    assert len(smtp_sink.messages) == 1
     assert d.stop() == 0
