@@ -35,7 +35,9 @@ EXIT_CODES = """exit codes:
 
 
 def default_config() -> str:
-    return os.environ.get("AWAYD_CONFIG") or DEFAULT_CONFIG
+    from awayd.configpaths import default_config_path  # noqa: PLC0415
+
+    return str(default_config_path(os.environ, os.geteuid()))
 
 
 def _iso(value: str) -> datetime:
@@ -55,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--config", default=None, metavar="PATH",
-                       help=f"config file (default: $AWAYD_CONFIG, else {DEFAULT_CONFIG})")
+                       help="config file (default: $AWAYD_CONFIG, else ~/.config/awayd/config.yaml "
+                       f"if it exists and you are not root, else {DEFAULT_CONFIG})")
         return p
 
     run = with_config(sub.add_parser("run", help="run the daemon in the foreground"))
@@ -64,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--init-state", action="store_true",
                      help="start afresh on an existing empty state file (refused otherwise: "
                      "every sender would be answered again)")
-    with_config(sub.add_parser("check", help="validate the config and templates, print a summary"))
+    chk = with_config(sub.add_parser("check", help="validate the config and templates, read "
+                                     "every secret, print a summary"))
+    chk.add_argument("--connect", action="store_true",
+                     help="also log in to every IMAP and SMTP server and print one line each "
+                     "(exit 69 if a server cannot be reached, 78 if it refuses the login)")
     ex = with_config(sub.add_parser("explain", help="say why messages would or would not be "
                                     "answered"))
     ex.add_argument("--mailbox", metavar="NAME", help="mailbox to judge for (default: the first)")

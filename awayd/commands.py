@@ -22,15 +22,25 @@ def _now() -> datetime:
 
 def cmd_check(args: argparse.Namespace, config_path: Path) -> int:
     from awayd.absence_view import describe_absence, read_absences  # noqa: PLC0415
+    from awayd.checksecrets import verify_secrets  # noqa: PLC0415
+    from awayd.configcheck import rule_warnings  # noqa: PLC0415
+    from awayd.configmarks import located, read_text  # noqa: PLC0415
 
     config = load_config(config_path)
+    verify_secrets(config, config_path)
     now = _now()
+    for warning in located(config.source, read_text(config_path), rule_warnings(config, now)):
+        print(f"warning: {warning}", file=sys.stderr)
     absences, problem = read_absences(config.state)  # read-only; never creates the state
     described = {mb.name: describe_absence(absences[mb.name], mb, now)
                  for mb in config.mailboxes if mb.name in absences}
     print(summary(config, now, described))
     if problem is not None:
         print(f"  (owner absences not read: {problem})")
+    if getattr(args, "connect", False):
+        from awayd.checkconnect import connect_report  # noqa: PLC0415
+
+        return connect_report(config, sys.stdout)
     return 0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from email.utils import parseaddr
 from pathlib import Path
@@ -73,8 +72,7 @@ def _render_problems(config: Config, mailbox: Mailbox, absence: OwnerAbsence, wh
     from awayd.configcheck import trial_render  # noqa: PLC0415
 
     effective = with_absence(mailbox, absence)
-    trial = replace(config, mailboxes=(replace(effective, rules=effective.rules[:1]),))
-    return [f"{where}: {p.split(': ', 1)[1]}" for p in trial_render(trial)]
+    return [f"{where}: {message}" for _key, message in trial_render(effective, effective.rules[0])]
 
 
 def _open_existing(config: Config, command: str) -> Any:

@@ -14,7 +14,10 @@ import yaml
 from jinja2 import Template, TemplateSyntaxError
 
 from awayd import configread as cr
+from awayd.configmarks import yaml_marks
+from awayd.configpaths import resolve_paths
 from awayd.configread import Node, Problems
+from awayd.configrules import ends_before_start, report_undeclared, trial_render_at_keys
 from awayd.configtypes import (
     Audience,
     Backscatter,
@@ -51,13 +54,13 @@ TOP_KEYS = frozenset({"state", "smtp", "metrics", "mailboxes"})
 STATE_KEYS = frozenset({"path", "url", "lease", "max_delay", "keep_decisions", "retry_base"})
 METRICS_KEYS = frozenset({"listen"})
 SMTP_KEYS = frozenset({"host", "port", "username", "envelope_from", "timeout", "helo",
-                       "auth_retry", *_SECRET_KEYS, *_TLS_KEYS})
+                       "oauth2_token_command", "auth_retry", *_SECRET_KEYS, *_TLS_KEYS})
 IMAP_KEYS = frozenset({"host", "port", "username", "oauth2_token_command", "folders",
                        "poll_interval", "idle", "timeout", *_SECRET_KEYS, *_TLS_KEYS})
 MAILBOX_KEYS = frozenset({"name", "address", "aliases", "display_name", "timezone", "language",
                           "internal_domains", "contacts", "max_age", "sender_fallback",
                           "backscatter", "suppression", "max_replies", "imap", "smtp",
-                          "save_copy", "rules"})
+                          "save_copy", "rules", "subaddress_separator"})
 RULE_KEYS = frozenset({"name", "kind", "when", "match", "audience", "interval", "reply_to",
                        "subject", "text", "html", "translations"})
 WHEN_KEYS = frozenset({"from", "until", "weekly"})
@@ -115,12 +118,21 @@ def _smtp(node: Node) -> SmtpSettings:
     envelope_from = node.get("envelope_from", str, "an address or \"\"", "")
     if envelope_from:
         envelope_from = node.get("envelope_from", cr.as_address, "an address or \"\"", "")
+    password = _secret(node)
+    oauth = node.get("oauth2_token_command", _argv, "a command (list or string)", None)
+    username = node.get("username", cr.as_str, "a user name", None)
+    if oauth is not None and password is not None:
+        node.problems.add(node.sub("oauth2_token_command"), "either a password key or "
+                          "oauth2_token_command", "both")
+    if (oauth is not None or password is not None) and username is None:
+        node.problems.add(node.sub("username"), "a user name to log in with")
     return SmtpSettings(
         host=node.require("host", cr.as_str, "a host name") or "localhost",
         port=node.get("port", cr.as_port, "a port number", default_port),
         tls=tls,
-        username=node.get("username", cr.as_str, "a user name", None),
-        password=_secret(node),
+        username=username,
+        password=password,
+        oauth2_token_command=oauth,
         envelope_from=envelope_from,
         timeout=node.get("timeout", cr.as_duration, "a duration such as 30s",
                          cr.as_duration(30)).total_seconds(),
@@ -174,6 +186,9 @@ def _templates(node: Node, base_subject: str) -> Templates | None:
         except TemplateSyntaxError as err:
             node.problems.add(node.sub(key), "a valid template", f"line {err.lineno}: {err.message}")
             compiled.append(None)
+            continue
+        if report_undeclared(node, key, source, html=is_html):
+            compiled[-1] = None
     subject_t, text_t, html_t = compiled
     if subject_t is None or text_t is None or (html is not None and html_t is None):
         return None
@@ -191,8 +206,8 @@ def _when(node: Node, tz: ZoneInfo) -> When:
         return value
 
     start, until = point("from"), point("until")
-    if start is not None and until is not None and type(start) is type(until) and until < start:
-        node.problems.add(node.sub("until"), "a day on or after `from`", str(until))
+    if start is not None and until is not None and ends_before_start(start, until, tz):
+        node.problems.add(node.sub("until"), "a day or time on or after `from`", str(until))
     weekly: list[WeeklyWindow] = []
     for w in node.children("weekly"):
         w.reject_unknown(WEEKLY_KEYS)
@@ -376,7 +391,21 @@ def _mailbox(node: Node, default_smtp: SmtpSettings | None, base_dir: Path) -> M
         smtp=_smtp(smtp_node) if smtp_node is not None else default_smtp,
         save_copy=node.get("save_copy", cr.as_str, "a folder name", None),
         rules=tuple(r for r in rules if r is not None),
+        subaddress_separator=None if "subaddress_separator" in node.data and node.raw(
+            "subaddress_separator") is None else node.get(
+            "subaddress_separator", _separator,
+            'a short string without "@" or spaces, such as "+" (null or "" for none)', "+"),
     )
+
+
+def _separator(value: object) -> str | None:
+    """A sub-address separator: null or "" turn sub-addresses off."""
+    if value is None or value == "":
+        return None
+    text = cr.as_str(value)
+    if len(text) > 8 or "@" in text or any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError
+    return text
 
 
 class _Loader(LimitedSafeLoader):
@@ -433,24 +462,20 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
             "listen", _listen_address, "host:port such as 127.0.0.1:9387", None))
     if not isinstance(data.get("mailboxes"), list) or not data["mailboxes"]:
         problems.add("mailboxes", "a list with at least one mailbox", data.get("mailboxes", cr.MISSING))
-    mailboxes = [m for m in (_mailbox(n, smtp, base) for n in root.children("mailboxes"))
-                 if m is not None]
+    built = [(n, _mailbox(n, smtp, base)) for n in root.children("mailboxes")]
+    mailboxes = [m for _n, m in built if m is not None]
     names = [m.name for m in mailboxes]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.add("mailboxes", "unique mailbox names", f"{dup!r} twice")
-    for i, mb in enumerate(mailboxes):
-        if mb.imap is not None and mb.smtp is None:
-            problems.add(f"mailboxes[{i}].smtp", "an smtp section (here or at the top level) "
+    for node, mb in built:
+        if mb is not None and mb.imap is not None and mb.smtp is None:
+            problems.add(node.sub("smtp"), "an smtp section (here or at the top level) "
                          "for a mailbox that is watched over imap")
+    config = resolve_paths(Config(source=source, state=state, smtp=smtp,
+                                  mailboxes=tuple(mailboxes), metrics=metrics), base)
+    trial_render_at_keys(config, [n for n, m in built if m is not None], problems)
     if problems.items:
-        raise ConfigError(problems.items)
-    from awayd.configcheck import trial_render  # noqa: PLC0415 (needs the core)
-
-    config = Config(source=source, state=state, smtp=smtp, mailboxes=tuple(mailboxes),
-                    metrics=metrics)
-    render_problems = trial_render(config)
-    if render_problems:
-        raise ConfigError([f"{source}: {p}" for p in render_problems])
+        raise ConfigError(problems.located(yaml_marks(text)))
     return config
 
 
@@ -498,4 +523,4 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: cannot read the configuration: {err.strerror}") from err
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text: {err}") from err
-    return parse_config(text, str(path), path.parent)
+    return parse_config(text, str(path), path.absolute().parent)

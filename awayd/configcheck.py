@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from awayd.configread import show_duration
-from awayd.configtypes import Config, Mailbox, Rule
+from awayd.configtypes import Config, Mailbox, Rule, Templates
 from awayd.core.compose import compose
 from awayd.core.i18n import format_date
-from awayd.core.message import parse
+from awayd.core.message import Message, parse
 from awayd.core.schedule import State, next_change, state
+from awayd.core.templates import compile_template
 from awayd.errors import RenderError
 
 _SAMPLE = (
@@ -22,24 +23,66 @@ _SAMPLE = (
 _SAMPLE_NOW = datetime(2026, 12, 21, 12, 0, tzinfo=UTC)
 
 
-def trial_render(config: Config) -> list[str]:
-    """Render every template once against a sample message; a failure is a config problem."""
-    problems: list[str] = []
-    for i, mb in enumerate(config.mailboxes):
-        sample = parse(_SAMPLE.replace(b"{to}", mb.address.encode()))
-        for j, rule in enumerate(mb.rules):
-            variants = [(mb.language, rule.templates, ""), *(
-                (lang, t, f".translations.{lang}") for lang, t in rule.translations)]
-            for lang, templates, where in variants:
-                try:
-                    compose(sample, mb, rule, templates, language=lang,
-                            sender="marie.dupont@example.net", recipient=mb.address,
-                            envelope_from="", now=_SAMPLE_NOW,
-                            message_id=f"<awayd.check@{mb.address.rpartition('@')[2]}>")
-                except RenderError as err:
-                    problems.append(f"mailboxes[{i}].rules[{j}]{where}: "
-                                    f"expected a template that renders, found: {err}")
+def trial_render(mailbox: Mailbox, rule: Rule) -> list[tuple[str, str]]:
+    """Render every template of `rule` once against a sample message.
+
+    Returns (key below the rule, message) for each failure: `text`, `translations.en.subject`;
+    an empty key when only the templates together fail.
+    """
+    sample = parse(_SAMPLE.replace(b"{to}", mailbox.address.encode()))
+    problems: list[tuple[str, str]] = []
+    variants = [(mailbox.language, rule.templates, ""), *(
+        (lang, t, f"translations.{lang}.") for lang, t in rule.translations)]
+    for lang, templates, prefix in variants:
+        error = _render_error(sample, mailbox, rule, templates, lang)
+        if error is None:
+            continue
+        found = False
+        for key in ("subject", "text", "html"):
+            if getattr(templates, key) is None:
+                continue
+            alone = _render_error(sample, mailbox, rule, _only(templates, key), lang)
+            if alone is not None:
+                problems.append((prefix + key, alone))
+                found = True
+        if not found:
+            problems.append((prefix.rstrip("."), error))
     return problems
+
+
+_BLANK = compile_template("")
+
+
+def _only(templates: Templates, key: str) -> Templates:
+    """`templates` with every template but `key` blanked, to tell which one fails."""
+    return Templates(subject=templates.subject if key == "subject" else _BLANK,
+                     text=templates.text if key == "text" else _BLANK,
+                     html=templates.html if key == "html" else None,
+                     source=templates.source)
+
+
+def _render_error(sample: Message, mailbox: Mailbox, rule: Rule, templates: Templates,
+                  language: str) -> str | None:
+    try:
+        compose(sample, mailbox, rule, templates, language=language,
+                sender="marie.dupont@example.net", recipient=mailbox.address,
+                envelope_from="", now=_SAMPLE_NOW,
+                message_id=f"<awayd.check@{mailbox.address.rpartition('@')[2]}>")
+    except RenderError as err:
+        return str(err).removeprefix("template failed: ")
+    return None
+
+
+def rule_warnings(config: Config, now: datetime) -> list[tuple[str, str]]:
+    """(path, message) for each rule that ended before `now`: valid, but it will never answer."""
+    warnings: list[tuple[str, str]] = []
+    for i, mb in enumerate(config.mailboxes):
+        for j, rule in enumerate(mb.rules):
+            if rule.when is not None and state(rule.when, now, mb.timezone) is State.AFTER:
+                warnings.append((f"mailboxes[{i}].rules[{j}].when.until",
+                                 f"rule {rule.name} of mailbox {mb.name} ended on "
+                                 f"{rule.when.until}: it will never answer again"))
+    return warnings
 
 
 def describe_rule(rule: Rule, mailbox: Mailbox, now: datetime) -> str:
@@ -71,6 +114,10 @@ def summary(config: Config, now: datetime, absences: Mapping[str, str] | None = 
     for mb in config.mailboxes:
         lines.append(f"mailbox {mb.name}: {mb.address}"
                      + (f" (aliases {', '.join(mb.aliases)})" if mb.aliases else ""))
+        if mb.subaddress_separator:
+            local, _, domain = mb.address.partition("@")
+            lines.append(f"  sub-addresses such as {local}{mb.subaddress_separator}x@{domain} "
+                         "are this mailbox too")
         lines.append(f"  time zone {mb.timezone.key}, language {mb.language}, "
                      f"local time {format_date(now.astimezone(mb.timezone), 'full', 'en')}")
         if mb.imap is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,13 +32,36 @@ class Problems:
 
     source: str
     items: list[str] = field(default_factory=list)
+    #: The YAML path of each item, for located().
+    paths: list[str] = field(default_factory=list)
 
-    def add(self, path: str, expected: str, found: object = MISSING) -> None:
+    def add(self, path: str, expected: str, found: object = MISSING, hint: str = "") -> None:
         what = "nothing" if found is MISSING else _show(found)
-        self.items.append(f"{self.source}: {path}: expected {expected}, found {what}")
+        self.items.append(f"{self.source}: {path}: expected {expected}, found {what}"
+                          + (f"; {hint}" if hint else ""))
+        self.paths.append(path)
 
     def note(self, path: str, message: str) -> None:
         self.items.append(f"{self.source}: {path}: {message}")
+        self.paths.append(path)
+
+    def located(self, marks: Mapping[str, tuple[int, int]]) -> list[str]:
+        """Every item with the line and column of its path (or of its nearest parent), in the
+        order of the file."""
+        found = [(position(marks, path), item) for item, path in zip(self.items, self.paths,
+                                                                     strict=True)]
+        found.sort(key=lambda pair: pair[0] or (0, 0))
+        return [item + (f" (line {at[0]}, column {at[1]})" if at else "") for at, item in found]
+
+
+def position(marks: Mapping[str, tuple[int, int]], path: str) -> tuple[int, int] | None:
+    """(line, column) of `path` in the YAML, else of the closest enclosing node; else None."""
+    while path:
+        if path in marks:
+            return marks[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+    return None
 
 
 class Node:
@@ -55,8 +79,10 @@ class Node:
         for key in self.data:
             if key not in allowed:
                 options = ", ".join(sorted(allowed))
+                close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
                 self.problems.add(self.sub(str(key)), f"one of the known keys ({options})",
-                                  f"unknown key {key!r}")
+                                  f"unknown key {key!r}",
+                                  hint=f"did you mean {close[0]!r}?" if close else "")
 
     def has(self, key: str) -> bool:
         return self.data.get(key) is not None

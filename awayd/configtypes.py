@@ -70,6 +70,7 @@ class SmtpSettings:
     envelope_from: str = ""  # "" is the null sender MAIL FROM:<>
     timeout: float = 30.0
     helo: str | None = None
+    oauth2_token_command: tuple[str, ...] | None = None  # AUTH XOAUTH2 instead of a password
     auth_retry: float = 900.0  # seconds before the first retry after a refused login; doubles to 16x
 
 
@@ -161,11 +162,17 @@ class Mailbox:
     smtp: SmtpSettings | None = None
     save_copy: str | None = None
     rules: tuple[Rule, ...] = ()
+    subaddress_separator: str | None = "+"  # alice+conference@ is alice@; None: no sub-addresses
 
     @cached_property
     def addresses(self) -> frozenset[str]:
         """The address and every alias, lowercased."""
         return frozenset(a.lower() for a in (self.address, *self.aliases))
+
+    @cached_property
+    def spellings(self) -> dict[str, str]:
+        """Each address and alias, lowercased, to its spelling in the config."""
+        return {a.lower(): a for a in (*reversed(self.aliases), self.address)}
 
 
 @dataclass(frozen=True)

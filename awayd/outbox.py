@@ -124,7 +124,7 @@ class Outbox:
     # --- routing -------------------------------------------------------------------------
 
     def configure(self, mailboxes: Iterable[Mailbox]) -> None:
-        """Route each mailbox to its relay; relays of earlier configurations keep running."""
+        """Route each mailbox to its relay; relays no mailbox uses any more are stopped."""
         routes: dict[str, tuple[Mailbox, Relay]] = {}
         for mb in mailboxes:
             if mb.smtp is None:
@@ -135,8 +135,15 @@ class Outbox:
                 if relay is None:
                     relay = self._relays[key] = self._new_relay(key)
             routes[mb.name] = (mb, relay)
+        used = {id(relay) for _mb, relay in routes.values()}
         with self._lock:
             self._routes = routes
+            unused = [key for key, relay in self._relays.items() if id(relay) not in used]
+            retired = [self._relays.pop(key) for key in unused]
+        for relay in retired:
+            # no mailbox uses it after a reload: it ends after its send in flight (not waited
+            # for here); its queued replies go through their mailbox's new relay
+            relay.stop(0.0)
 
     def _new_relay(self, settings: SmtpSettings) -> Relay:
         return Relay(relay_name(settings), make_sender=lambda: self.make_sender(settings),

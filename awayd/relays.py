@@ -89,21 +89,14 @@ class Relay:
 
     # --- called from other threads -----------------------------------------------------
 
-    def submit(self, ids: Iterable[int], *, first: bool = False) -> None:
+    def submit(self, ids: Iterable[int]) -> None:
         """Queue outbox rows (ignoring those already queued or being sent) and wake the thread."""
         with self._cond:
             for outbox_id in ids:
                 if outbox_id in self._queued or outbox_id == self._busy:
                     continue
                 self._queued.add(outbox_id)
-                if first:
-                    self._queue.appendleft(outbox_id)
-                else:
-                    self._queue.append(outbox_id)
-            self._cond.notify_all()
-
-    def wake(self) -> None:
-        with self._cond:
+                self._queue.append(outbox_id)
             self._cond.notify_all()
 
     @property
@@ -148,9 +141,15 @@ class Relay:
         try:
             while (outbox_id := self._next()) is not None:
                 attempt = self._attempt(outbox_id)
-                with self._cond:
+                hold = self._after(attempt)
+                with self._cond:  # one step, so that settled() never sees the row nowhere
                     self._busy = None
-                self._after(outbox_id, attempt)
+                    if hold is not None:
+                        # the row stays first in line; nothing goes through before `hold`
+                        self._not_before = max(self._not_before, hold)
+                        if outbox_id not in self._queued:
+                            self._queued.add(outbox_id)
+                            self._queue.appendleft(outbox_id)
         finally:
             sender, self._sender = self._sender, None
             if sender is not None:
@@ -165,42 +164,39 @@ class Relay:
         except AwaydError as err:  # a sender that cannot be built (CA file unreadable)
             return Attempt(Outcome.RELAY_DOWN, str(err))
         except Exception as err:  # deliberate: one bad row must not end the relay's thread
+            # not queued again here: the outbox job offers the row again in a few seconds
             self._log.error("outbox.deliver_crashed", outbox_id=outbox_id, error=repr(err))
-            return Attempt(Outcome.STORE_FAILED, repr(err))
+            return Attempt(Outcome.DONE, repr(err))
 
-    def _after(self, outbox_id: int, attempt: Attempt) -> None:
+    def _after(self, attempt: Attempt) -> float | None:
+        """Update the relay's state; returns the time before which the row must not be tried
+        again (it stays first in line), or None when the row is done with."""
         outcome = attempt.outcome
         now = self._monotonic()
         if outcome in (Outcome.SENT, Outcome.MESSAGE_DEFERRED, Outcome.REFUSED):
             self._relay_up(now)  # the relay answered
-            return
+            return None
         if outcome is Outcome.RELAY_DOWN:
             self._failures += 1
-            delay = self._probe.delay(self._failures - 1)
             if self._down_since is None:
                 self._down_since = now
                 self._events.relay_up(self.name, False)
                 self._log.warning("smtp.relay_down", error=attempt.error,
                                   note="replies stay queued; the relay is probed until it answers")
-            self._hold(outbox_id, now + delay)
-        elif outcome is Outcome.AUTH_REFUSED:
+            return now + self._probe.delay(self._failures - 1)
+        if outcome is Outcome.AUTH_REFUSED:
             self._auth_refusals += 1
-            hold = min(self._auth_hold * 2 ** (self._auth_refusals - 1),
+            hold = min(self._auth_hold * 2.0 ** (self._auth_refusals - 1),
                        self._auth_hold * AUTH_HOLD_GROWTH)
             self._events.relay_up(self.name, False)
             self._events.auth_failed(self.name)
             self._log.error("smtp.auth_failed", error=attempt.error, retry_in_s=round(hold),
                             refusals=self._auth_refusals,
                             note="check the relay's username and password; replies stay queued")
-            self._hold(outbox_id, now + hold)
-        elif outcome is Outcome.STORE_FAILED:
-            self._hold(outbox_id, now)
-
-    def _hold(self, outbox_id: int, not_before: float) -> None:
-        """Keep the row first in line; nothing goes through this relay before `not_before`."""
-        with self._cond:
-            self._not_before = max(self._not_before, not_before)
-        self.submit([outbox_id], first=True)
+            return now + hold
+        if outcome is Outcome.STORE_FAILED:
+            return now + STORE_WAIT_S
+        return None
 
     def _relay_up(self, now: float) -> None:
         was_down = self._down_since is not None or self._auth_refusals > 0

@@ -62,6 +62,7 @@ class FolderWorker:
         self.watcher: Watcher | None = None
         self.failures = 0
         self.store_failures = 0
+        self._made: Watcher | None = None
         self.uidvalidity = 0
         self.last_uid = 0
         self.with_text = any(rule.translations for rule in mailbox.rules)
@@ -75,8 +76,14 @@ class FolderWorker:
     def name(self) -> str:
         return f"{self.mailbox.name}/{self.folder}"
 
+    def _make_watcher(self) -> Watcher:
+        # remembered so that a store error after connecting (setting the first checkpoint on
+        # a full disk) can log it out instead of leaving a connection behind on every retry
+        self._made = self.make_watcher(self.mailbox, self.folder)
+        return self._made
+
     def _connect(self) -> Watcher:
-        watcher = self.make_watcher(self.mailbox, self.folder)
+        watcher = self._make_watcher()
         uidvalidity, uidnext = watcher.connect()
         checkpoint = self.store.get_checkpoint(self.mailbox.name, self.folder)
         if checkpoint is None:
@@ -149,6 +156,10 @@ class FolderWorker:
                 # connection is fine and stays; the message is decided again shortly.
                 self.store_failures += 1
                 self.log.debug("folder.store_wait", error=str(err))
+                made, self._made = self._made, None
+                if self.watcher is None and made is not None:
+                    with contextlib.suppress(AwaydError):
+                        made.close()
                 return False
             except AwaydError as err:
                 self._failed(err)

@@ -10,6 +10,9 @@ from pathlib import Path
 from awayd.configtypes import SecretSource
 from awayd.errors import ConfigError
 
+#: The shipped units load a whole directory (`LoadCredential=awayd:DIR`), and systemd names each
+#: file awayd_FILE; `password_credential: FILE` finds either name.
+CREDENTIAL_PREFIX = "awayd_"
 #: How long a password_command may run before it is killed.
 COMMAND_TIMEOUT = 30.0
 
@@ -115,8 +118,13 @@ def _from_credential(name: str, environ: Mapping[str, str]) -> str:
     if not directory:
         raise ConfigError(
             f"credential {name}: $CREDENTIALS_DIRECTORY is not set"
-            " (systemd sets it for units with LoadCredential=)"
+            " (systemd sets it for units with LoadCredential=; outside systemd, name the"
+            " directory the unit loads: CREDENTIALS_DIRECTORY=/etc/awayd/credentials awayd check)"
         )
     if not name or "/" in name or name in (".", ".."):
         raise ConfigError(f"credential {name!r}: not a plain credential name")
-    return _read_file(Path(directory) / name, what=f"credential {name}:")
+    path = Path(directory) / name
+    prefixed = Path(directory) / f"{CREDENTIAL_PREFIX}{name}"
+    if not path.exists() and prefixed.exists():
+        path = prefixed
+    return _read_file(path, what=f"credential {name}:")

@@ -8,8 +8,10 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
+from awayd.adapters.smtp_auth import authenticate
 from awayd.configtypes import SecretSource, SmtpSettings, TlsSettings
-from awayd.errors import AwaydError, ConfigError, SendError
+from awayd.core.wire import needs_smtputf8, without_utf8_ids
+from awayd.errors import ConfigError, SendError
 
 #: RFC 3461: never send a DSN about an auto-reply, and return headers only if one is sent anyway.
 _DSN_RCPT_OPTIONS = ("NOTIFY=NEVER",)
@@ -135,7 +137,7 @@ class SmtpSender:
                     conn.ehlo_or_helo_if_needed()
                 if settings.username is not None:
                     stage = "AUTH"
-                    login_once(conn, settings.username, self._password())
+                    authenticate(conn, settings, self._resolve)
             except BaseException:
                 conn.close()
                 raise
@@ -157,19 +159,6 @@ class SmtpSender:
         self._conn = conn
         return conn
 
-    def _password(self) -> str:
-        source = self._settings.password
-        if source is None:
-            raise SendError(f"SMTP {self._where}: username is set but no password source", transient=False)
-        try:
-            return self._resolve(source)
-        except AwaydError as err:
-            # Transient: an unreadable password file is fixed by the operator, not the sender.
-            raise SendError(
-                f"SMTP {self._where}: cannot get the password ({source.describe()}): {err}",
-                transient=True,
-            ) from err
-
     def _transaction(
         self,
         conn: smtplib.SMTP,
@@ -181,13 +170,11 @@ class SmtpSender:
     ) -> None:
         mail_options: list[str] = []
         rcpt_options: list[str] = []
-        if not (envelope_from + recipient).isascii():
-            if not conn.has_extn("smtputf8"):
-                raise SendError(
-                    f"SMTP {self._where}: server does not offer SMTPUTF8 for a non-ASCII address",
-                    transient=False,
-                )
-            mail_options.append("SMTPUTF8")
+        if not (envelope_from + recipient).isascii() or needs_smtputf8(message):
+            if conn.has_extn("smtputf8"):
+                mail_options.append("SMTPUTF8")
+            else:
+                message = self._ascii_only(envelope_from, recipient, message)
         if not message.isascii() and conn.has_extn("8bitmime"):
             mail_options.append("BODY=8BITMIME")
         if conn.has_extn("dsn"):
@@ -235,6 +222,17 @@ class SmtpSender:
                 scope="relay",
             ) from err
 
+    def _ascii_only(self, envelope_from: str, recipient: str, message: bytes) -> bytes:
+        """The message for a relay without SMTPUTF8 (RFC 6531), or a permanent SendError."""
+        ascii_message = without_utf8_ids(message) if (envelope_from + recipient).isascii() else None
+        if ascii_message is None:
+            raise SendError(
+                f"SMTP {self._where}: the relay does not offer SMTPUTF8, which this reply needs "
+                "for a non-ASCII address",
+                transient=False,
+            )
+        return ascii_message
+
     def _recover(self, conn: smtplib.SMTP, code: int | None) -> None:
         """After a refused transaction, RSET so the connection can carry the next message."""
         if code == 421:
@@ -269,33 +267,6 @@ def _setup_failure(err: SendError, *, auth: bool = False) -> SendError:
     A 5xx to AUTH means the credentials were refused (scope "auth")."""
     refused = auth and err.code is not None and err.code >= 500
     return SendError(str(err), transient=True, code=err.code, scope="auth" if refused else "relay")
-
-
-#: The mechanisms we speak, in order of preference; the first the server offers is used.
-AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
-
-
-def login_once(conn: smtplib.SMTP, username: str, password: str) -> None:
-    """Authenticate with exactly one mechanism: the first of AUTH_MECHANISMS the server offers.
-
-    smtplib's login() tries the next mechanism after a 535, so a wrong password cost two failed
-    logins (PLAIN, then LOGIN) on every retry: enough to trip fail2ban on the relay.
-
-    Raises:
-        smtplib.SMTPAuthenticationError: the server refused the credentials.
-        smtplib.SMTPNotSupportedError: the server offers no AUTH (often only after STARTTLS).
-        smtplib.SMTPException: the server offers none of our mechanisms.
-    """
-    if not conn.has_extn("auth"):
-        raise smtplib.SMTPNotSupportedError("the server does not offer AUTH")
-    offered = conn.esmtp_features["auth"].upper().split()
-    mechanism = next((m for m in AUTH_MECHANISMS if m in offered), None)
-    if mechanism is None:
-        raise smtplib.SMTPException(
-            f"the server offers AUTH {' '.join(offered)}; awayd speaks {', '.join(AUTH_MECHANISMS)}")
-    conn.user, conn.password = username, password
-    authobject = getattr(conn, "auth_" + mechanism.lower().replace("-", "_"))
-    conn.auth(mechanism, authobject, initial_response_ok=True)
 
 
 def _describe_os_error(err: OSError) -> str:

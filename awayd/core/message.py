@@ -282,10 +282,8 @@ def first_address(value: str | None) -> Address | None:
 
 
 def _decode(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    # raw 8-bit header text is UTF-8 (RFC 6532) or, in older mail, cp1252/Latin-1 bytes
+    return decode_bytes(raw, "utf-8")
 
 
 _FOLD = re.compile(r"\r?\n[ \t]+")
@@ -306,7 +304,8 @@ def split_header(raw: bytes) -> tuple[bytes, bytes]:
 
 
 def _header_text(head: bytes) -> str:
-    """Decode the header block: UTF-8 (RFC 6532) when it is, else line by line with Latin-1."""
+    """Decode the header block: UTF-8 (RFC 6532) when it is, else line by line, each byte that
+    is not UTF-8 read as cp1252 (Latin-1 for its five holes)."""
     try:
         return head.decode("utf-8")
     except UnicodeDecodeError:

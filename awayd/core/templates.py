@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from jinja2 import StrictUndefined, Template, TemplateError, Undefined, pass_context
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined, meta, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -89,6 +89,17 @@ HTML_ENV = _make_env(autoescape=True)
 def compile_template(source: str, *, html: bool = False) -> Template:
     """Compile; raises jinja2.TemplateSyntaxError (config.py turns it into a ConfigError)."""
     return (HTML_ENV if html else TEXT_ENV).from_string(source)
+
+
+def undeclared_names(source: str, *, html: bool = False) -> list[str]:
+    """Names the template reads that are neither a template variable nor a Jinja global.
+
+    Static, so a name inside a branch the sample message never takes is found too. The
+    source must compile (call compile_template first).
+    """
+    env = HTML_ENV if html else TEXT_ENV
+    names = meta.find_undeclared_variables(env.parse(source))
+    return sorted(n for n in names if n not in VARIABLES and n not in env.globals)
 
 
 def render(template: Template, variables: dict[str, object]) -> str:

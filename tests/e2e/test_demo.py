@@ -66,7 +66,7 @@ def test_demo_answers_the_colleague_once_and_skips_every_machine(tmp_path: Path)
 
     replies = [line for line in out.splitlines() if line.startswith("  SMTP sink received a reply")]
     assert replies == [f"  SMTP sink received a reply: MAIL FROM:<> RCPT TO:<{COLLEAGUE}>"]
-    assert f"      To: {COLLEAGUE}" in out
+    assert f"      To: Marc Dubois <{COLLEAGUE}>" in out
     assert "      From: Alice Martin <alice@example.org>" in out
     assert "      Subject: Auto: Lunch on Thursday?" in out
     assert "      Auto-Submitted: auto-replied" in out

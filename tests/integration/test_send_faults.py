@@ -355,3 +355,17 @@ def outbox_states(config: Path) -> list[str]:
     finally:
         conn.close()
     return [str(s) for (s,) in rows]
+
+
+def test_a_refused_imap_login_is_logged_at_error(
+    dovecot: Dovecot, mail_user: str, smtp_sink: SmtpSink, daemons: Daemons, tmp_path: Path
+) -> None:
+    wrong = tmp_path / "wrong.pass"
+    wrong.write_text("not-the-password\n", encoding="utf-8")
+    config = write_config(tmp_path / "awayd.yaml", sink=smtp_sink,
+                          mailboxes=[mailbox("alice", mail_user, dovecot, password_file=wrong)])
+    d = daemons.start(config)
+    (failed,) = d.wait_for("imap.failed", count=1)[:1]
+    assert failed["level"] == "error"
+    assert failed["transient"] is False
+    assert d.stop() == 0

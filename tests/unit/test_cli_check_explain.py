@@ -75,6 +75,7 @@ def test_check_prints_a_summary_and_exits_0(config: Path, capsys) -> None:
     assert lines[0] == f"{config}: OK, 2 mailbox(es), state {config.parent / 'state.db'} (sqlite)"
     assert "mailbox alice: alice@example.org (aliases alice.smith@example.org)" in lines
     assert "mailbox support: support@example.org" in lines
+    assert "  sub-addresses such as alice+x@example.org are this mailbox too" in lines
     assert any(line.startswith("  time zone Europe/Paris, language fr, local time ")
                for line in lines)
     assert any(line.startswith("  rule holidays (absence, audience everyone, interval ")
@@ -136,7 +137,8 @@ def test_template_that_cannot_render_is_a_check_failure(tmp_path: Path, capsys) 
                    "text: '{{ sender.nickname }}'}]}]\n", encoding="utf-8")
     assert main(["check", "--config", str(bad)]) == 78
     err = capsys.readouterr().err
-    assert err.startswith(f"{bad}: mailboxes[0].rules[0]: expected a template that renders")
+    assert err.startswith(f"{bad}: mailboxes[0].rules[0].text: 'awayd.core.templates.SenderVars "
+                          "object' has no attribute 'nickname' (line 1, column 65)")
 
 
 def test_explain_json_prints_one_object_per_file_with_the_contract_fields(
@@ -157,7 +159,8 @@ def test_explain_json_prints_one_object_per_file_with_the_contract_fields(
     assert isinstance(body, dict)
     assert set(body) == REPLY_KEYS
     assert body["envelope_from"] == ""
-    assert body["envelope_to"] == body["to"] == "bob@example.net"
+    assert body["envelope_to"] == "bob@example.net"
+    assert body["to"] == "Bob Martin <bob@example.net>"
     assert body["from"] == "Alice Smith <alice@example.org>"
     assert body["subject"] == "Auto: Lunch"
     assert body["language"] == "fr"

@@ -82,7 +82,7 @@ mailboxes:
         text: "Reçu (réf. {{ ticket }}), réponse dès {{ next_opening }}."
   - name: support
     address: support@example.org
-    smtp: {host: relay.example.org, security: tls, password_command: "pass show relay"}
+    smtp: {host: relay.example.org, security: tls, username: support, password_command: "pass show relay"}
     imap: {host: imap.example.org, username: support, oauth2_token_command: [get-token, support]}
     rules: [{name: ack, kind: acknowledgement, text: "Reçu."}]
 """
@@ -249,15 +249,15 @@ def test_every_problem_is_reported_at_once_with_file_path_expected_and_found() -
     problems = problems_of(text, "/etc/awayd/config.yaml")
     assert problems == [
         "/etc/awayd/config.yaml: mailboxes[0].timezone: expected an IANA time zone such as "
-        "Europe/Paris, found 'Mars/Olympus'",
-        "/etc/awayd/config.yaml: mailboxes[0].language: expected a language code such as en or "
-        "fr, found 'french'",
-        "/etc/awayd/config.yaml: mailboxes[0].rules[0].audience: expected everyone | external | "
-        "internal | contacts, found 'friends'",
-        "/etc/awayd/config.yaml: mailboxes[0].rules[0].interval: expected a duration such as 7d "
-        "(0 = every message), found 'soon'",
+        "Europe/Paris, found 'Mars/Olympus' (line 5, column 5)",
         "/etc/awayd/config.yaml: mailboxes[0].max_age: expected a duration such as 4d, found "
-        "'four days'",
+        "'four days' (line 6, column 5)",
+        "/etc/awayd/config.yaml: mailboxes[0].language: expected a language code such as en or "
+        "fr, found 'french' (line 7, column 5)",
+        "/etc/awayd/config.yaml: mailboxes[0].rules[0].audience: expected everyone | external | "
+        "internal | contacts, found 'friends' (line 10, column 9)",
+        "/etc/awayd/config.yaml: mailboxes[0].rules[0].interval: expected a duration such as 7d "
+        "(0 = every message), found 'soon' (line 11, column 9)",
     ]
 
 
@@ -267,12 +267,12 @@ def test_problems_in_a_rule_whose_text_fails_are_still_reported() -> None:
         when: {from: someday, weekly: [{days: funday}]}
         match: {subject: "("}"""))
     paths = [p.split(": ")[1] for p in problems]
-    assert paths == [
+    assert paths == [  # in the order of the file
         "mailboxes[0].rules[0].text",
+        "mailboxes[0].rules[0].interval",
         "mailboxes[0].rules[0].when.from",
         "mailboxes[0].rules[0].when.weekly[0].days",
         "mailboxes[0].rules[0].match.subject",
-        "mailboxes[0].rules[0].interval",
     ]
 
 
@@ -336,13 +336,13 @@ def test_inside_and_outside_together_are_refused() -> None:
         "        text: x\n        when: {weekly: [{days: mon, inside: '09:00-10:00', "
         "outside: '11:00-12:00'}]}"))
     assert problem == "c.yaml: mailboxes[0].rules[0].when.weekly[0]: expected either inside or " \
-        "outside, found 'both'"
+        "outside, found 'both' (line 8, column 25)"
 
 
 def test_until_before_from_is_refused() -> None:
     (problem,) = problems_of(with_rule(
         "        text: x\n        when: {from: 2026-12-20, until: 2026-12-19}"))
-    assert "when.until: expected a day on or after `from`" in problem
+    assert "when.until: expected a day or time on or after `from`" in problem
 
 
 def test_impossible_date_is_reported_with_its_path() -> None:
@@ -391,11 +391,11 @@ def test_bad_template_syntax(key: str, source: str) -> None:
 def test_text_is_required() -> None:
     (problem,) = problems_of(with_rule("        subject: hi"))
     assert problem == "c.yaml: mailboxes[0].rules[0].text: expected a template string (the reply " \
-        "text), found nothing"
+        "text), found nothing (line 6, column 9)"
 
 
 def test_both_password_file_and_password_env_are_refused() -> None:
-    text = "smtp: {host: s.example, password_file: /a, password_env: B}\n" + MINIMAL
+    text = "smtp: {host: s.example, username: u, password_file: /a, password_env: B}\n" + MINIMAL
     (problem,) = problems_of(text)
     assert problem.startswith("c.yaml: smtp.password_env: expected only one of password_file, "
                               "password_env")
@@ -428,7 +428,8 @@ def test_top_level_smtp_serves_every_mailbox() -> None:
 def test_duplicate_rule_names_are_refused() -> None:
     text = with_mailbox("    rules: [{name: r, text: x}, {name: s, text: y}, {name: r, text: z}]")
     (problem,) = problems_of(text)
-    assert problem == "c.yaml: mailboxes[0].rules: expected unique rule names, found \"'r' twice\""
+    assert problem == ("c.yaml: mailboxes[0].rules: expected unique rule names, found \"'r' twice\" "
+                       "(line 5, column 5)")
 
 
 def test_duplicate_mailbox_names_are_refused() -> None:
@@ -575,3 +576,20 @@ def test_retry_base_defaults_to_30_seconds_and_can_be_set() -> None:
 def test_paths_may_start_with_a_tilde_for_the_home_directory() -> None:
     config = parse_config("state: {path: ~/.local/state/awayd/state.db}\n" + MINIMAL)
     assert config.state.path == Path.home() / ".local/state/awayd/state.db"
+
+
+def test_subaddress_separator_defaults_to_plus() -> None:
+    assert parse_config(with_mailbox("    rules: []")).mailboxes[0].subaddress_separator == "+"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("'-'", "-"), ("'--'", "--"), ("'_'", "_"),
+                                                 ("null", None), ("''", None)])
+def test_subaddress_separator_values(value: str, expected: str | None) -> None:
+    config = parse_config(with_mailbox(f"    subaddress_separator: {value}\n    rules: []"))
+    assert config.mailboxes[0].subaddress_separator == expected
+
+
+@pytest.mark.parametrize("value", ["'@'", "'a@b'", "' '", "'+ '", "'toolongsep'", "[+]", '"\\t"'])
+def test_bad_subaddress_separator(value: str) -> None:
+    (problem,) = problems_of(with_mailbox(f"    subaddress_separator: {value}\n    rules: []"))
+    assert "mailboxes[0].subaddress_separator: expected a short string without" in problem

@@ -149,8 +149,12 @@ def test_system_units_use_the_static_awayd_user(system_unit: Unit) -> None:
     assert "network-online.target" in (system_unit.get("Unit", "After") or "")
 
 
-def test_system_units_show_credentials_by_load_credential(system_unit: Unit) -> None:
-    assert re.search(r"^#LoadCredential=[\w.-]+:/etc/awayd/credentials/", system_unit.text, re.M)
+def test_system_units_load_the_credentials_directory(system_unit: Unit) -> None:
+    """Active, not commented out: a unit that cannot read its secrets would never log in."""
+    expected = ("awayd:/etc/awayd/%i.credentials" if system_unit.name == "awayd@.service"
+                else "awayd:/etc/awayd/credentials")
+    assert system_unit.values("Service", "LoadCredential") == [expected]
+    assert system_unit.get("Service", "ConfigurationDirectoryMode") == "0750"
 
 
 HARDENING = {

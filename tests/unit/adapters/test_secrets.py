@@ -148,6 +148,20 @@ def test_credential_is_read_from_the_credentials_directory(tmp_path: Path) -> No
     assert resolve_secret(SecretSource(credential="smtp-password"), environ=environ) == SECRET
 
 
+def test_credential_loaded_from_a_directory_is_found_under_its_systemd_name(tmp_path: Path) -> None:
+    """`LoadCredential=awayd:/etc/awayd/credentials` exposes the file smtp.pass as awayd_smtp.pass."""
+    _write(tmp_path / "awayd_smtp.pass", (SECRET + "\n").encode())
+    environ = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
+    assert resolve_secret(SecretSource(credential="smtp.pass"), environ=environ) == SECRET
+
+
+def test_credential_under_its_own_name_wins_over_the_prefixed_one(tmp_path: Path) -> None:
+    _write(tmp_path / "smtp.pass", b"own")
+    _write(tmp_path / "awayd_smtp.pass", b"prefixed")
+    environ = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
+    assert resolve_secret(SecretSource(credential="smtp.pass"), environ=environ) == "own"
+
+
 def test_credential_without_credentials_directory_explains_systemd() -> None:
     with pytest.raises(ConfigError, match=r"\$CREDENTIALS_DIRECTORY is not set.*LoadCredential"):
         resolve_secret(SecretSource(credential="smtp-password"), environ={})

@@ -130,3 +130,10 @@ def test_a_store_error_while_deciding_is_not_the_message_fault(permissive) -> No
     with pytest.raises(StateError):
         judge(raw, permissive, now=NOW, history=_BrokenHistory(StateError("disk full")),
               new_message_id=lambda domain: f"<awayd.fuzz@{domain}>")
+
+
+def test_raw_8bit_header_text_reads_utf8_where_valid_and_cp1252_elsewhere() -> None:
+    message = parse(b"Subject: 100 \x80 pour l'\xc3\xa9t\xe9\r\nFrom: Ren\xe9 <r@example.net>\r\n\r\n")
+    assert message.subject == "100 € pour l'été"
+    assert message.from_address is not None
+    assert message.from_address.name == "René"
