@@ -23,7 +23,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from awayd.adapters.store_rows import (
     Checkpoint,
@@ -67,9 +68,10 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> Store: ...
+    def __enter__(self) -> Self: ...
 
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
 
     def get_checkpoint(self, mailbox: str, folder: str) -> Checkpoint | None: ...
 
@@ -155,3 +157,11 @@ def open_store(settings: StateSettings, *, readonly: bool = False, init_state: b
     from awayd.adapters.store_sqlite import SqliteStore  # noqa: PLC0415
 
     return SqliteStore.open(settings.path, readonly=readonly, init_state=init_state)
+
+
+if TYPE_CHECKING:  # mypy checks that both stores satisfy the protocol
+    from awayd.adapters.store_pg import PostgresStore
+    from awayd.adapters.store_sqlite import SqliteStore
+
+    def _both_are_stores(sqlite: SqliteStore, pg: PostgresStore) -> tuple[Store, Store]:
+        return sqlite, pg
