@@ -16,10 +16,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from awayd.adapters.leases_pg import Fence, LeaseTable
 from awayd.errors import StateError
+
+if TYPE_CHECKING:  # psycopg is optional: only a PostgreSQL state loads it
+    from awayd.adapters.leases_pg import Fence, LeaseTable
 
 
 def host_id() -> str:

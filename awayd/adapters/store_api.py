@@ -151,8 +151,12 @@ def open_store(settings: StateSettings, *, readonly: bool = False, init_state: b
         StateError: naming the file or server (never the password) and the cause.
     """
     if settings.url:
-        from awayd.adapters.store_pg import PostgresStore  # noqa: PLC0415 (psycopg is optional)
-
+        try:
+            from awayd.adapters.store_pg import PostgresStore  # noqa: PLC0415 (psycopg is optional)
+        except ImportError as err:
+            raise StateError(f"state database {redact(settings.url)}: a PostgreSQL state needs "
+                             f"psycopg ({err.name or err} is missing): pip install 'awayd[postgres]'"
+                             ) from err
         return PostgresStore.open(settings.url, readonly=readonly)
     from awayd.adapters.store_sqlite import SqliteStore  # noqa: PLC0415
 
