@@ -61,3 +61,25 @@ def test_smoke_benchmark_completes_with_exact_reply_counts(tmp_path: Path) -> No
     assert raw["engine"]["messages"] > 0
     assert result["all_exact"]
     assert all(check["ok"] for check in result["checks"])
+
+
+@pytest.mark.integration
+def test_hosts_benchmark_completes_with_exact_reply_counts(tmp_path: Path, postgres: object) -> None:
+    """bench.hosts at a tiny size: SQLite, PostgreSQL with one host and with three (no timings)."""
+    reason = _unavailable()
+    if reason is not None:
+        if os.environ.get("AWAYD_REQUIRE_DOVECOT") == "1":
+            pytest.fail(f"AWAYD_REQUIRE_DOVECOT=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.hosts", "--burst", "12", "--mailboxes", "3", "--conns", "2",
+         "--runs", "1", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [out] = tmp_path.glob("hosts-*.json")
+    result = json.loads(out.read_text())
+    for setup in ("sqlite_1", "pg_1", "pg_3"):
+        [run] = result["runs"][setup]
+        assert run["replies"] == run["distinct_recipients"] == 12
+        assert run["exact"]

@@ -49,7 +49,8 @@ def unavailable_reason() -> str | None:
 class Postgres:
     """One cluster: `start()`, `new_database()`, `stop()` (a restart keeps the data), `cleanup()`."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, *, durable: bool = False) -> None:
+        self.durable = durable  # fsync as in production (benchmarks); tests go without
         self.root = root
         self.data = root / "data"
         self.port = port
@@ -57,11 +58,11 @@ class Postgres:
         self.running = False
 
     @classmethod
-    def create(cls) -> Postgres:
+    def create(cls, *, durable: bool = False) -> Postgres:
         uid, gid = _ensure_mail_user()
         root = Path(tempfile.mkdtemp(prefix="awayd-pg-"))
         os.chown(root, uid, gid)
-        server = cls(root, free_port())
+        server = cls(root, free_port(), durable=durable)
         initdb = find_bin("initdb")
         assert initdb is not None
         server._as_owner([initdb, "-D", str(server.data), "-U", SUPERUSER, "--auth=trust",
@@ -87,7 +88,9 @@ class Postgres:
         assert pg_ctl is not None
         # fsync off: the tests kill awayd, never the machine; the socket stays in our dir
         options = (f"-c listen_addresses={HOST} -p {self.port} -c unix_socket_directories={self.root}"
-                   " -c fsync=off -c full_page_writes=off -c max_connections=200")
+                   " -c max_connections=200")
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
         self._as_owner([pg_ctl, "-D", str(self.data), "-l", str(self.root / "log"), "-w",
                         "-t", str(int(START_TIMEOUT)), "-o", options, "start"])
         self.running = True
