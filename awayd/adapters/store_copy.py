@@ -56,6 +56,7 @@ def copy_state(source: Path, url: str, *, force: bool = False) -> Copied:
         with SqliteStore.open(source, readonly=True) as sqlite, PostgresStore.open(url) as pg:
             with sqlite.db.read("read the state to migrate") as src, \
                     pg.pg.write("copy the state") as dst:
+                dst.execute("SET LOCAL synchronous_commit = on")  # a migration is not redone
                 _make_room(dst, pg.path, force=force)
                 counts = [(table, _copy(src, dst, table, columns)) for table, columns in TABLES]
                 _after_copy(dst)

@@ -67,7 +67,7 @@ class PostgresStore:
             StateError: naming the server (never the password) and the cause: unreachable,
                 refused, not awayd's, a newer schema, or (read-only) not yet made.
         """
-        db = PgDatabase(url, readonly=readonly, connect_timeout=connect_timeout)
+        db = PgDatabase(url, readonly=readonly, connect_timeout=connect_timeout, wait_for_flush=False)
         try:
             if readonly:
                 with db.read("read the schema version") as conn:
@@ -115,7 +115,7 @@ class PostgresStore:
     # --- checkpoints ----------------------------------------------------------------------
 
     def get_checkpoint(self, mailbox: str, folder: str) -> Checkpoint | None:
-        with self._db.read("read a checkpoint") as conn:
+        with self._db.query("read a checkpoint") as conn:
             row = conn.execute("SELECT uidvalidity, last_uid FROM checkpoints WHERE mailbox = %s"
                                " AND folder = %s", (mailbox, folder)).fetchone()
         return None if row is None else Checkpoint(int(row[0]), int(row[1]))
@@ -202,7 +202,7 @@ class PostgresStore:
 
     def due_outbox(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
         owned = None if self.fence is None else list(self.fence.held())
-        with self._db.read("read the outbox") as conn:
+        with self._db.query("read the outbox") as conn:
             rows = conn.execute(
                 "SELECT id, mailbox, folder, uid, rule, message_id, recipient, envelope_from, bytes,"
                 " state, attempts, next_try, created_at, last_error FROM outbox"
@@ -214,7 +214,7 @@ class PostgresStore:
         """The row, as SqliteStore.get_outbox; with a fence, a pending row of a mailbox whose
         lease this host does not hold (with the margin left) reads as None: the outbox reads
         the row just before sending it, so a host that lost the lease never sends it."""
-        with self._db.read("read the outbox") as conn:
+        with self._db.query("read the outbox") as conn:
             row = conn.execute(
                 "SELECT id, mailbox, folder, uid, rule, message_id, recipient, envelope_from, bytes,"
                 " state, attempts, next_try, created_at, last_error FROM outbox WHERE id = %s",
@@ -225,7 +225,7 @@ class PostgresStore:
         return None if row is None else outbox_row(row)
 
     def pending_count(self) -> int:
-        with self._db.read("count the outbox") as conn:
+        with self._db.query("count the outbox") as conn:
             row = conn.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()
         return int(row[0]) if row else 0
 
@@ -277,7 +277,7 @@ class PostgresStore:
     # --- HistoryView -----------------------------------------------------------------------
 
     def replied_since(self, mailbox: str, sender_key: str, rule_handle: str, since: datetime) -> bool:
-        with self._db.read("read the history") as conn:
+        with self._db.query("read the history") as conn:
             row = conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM history WHERE mailbox = %s AND sender_key = %s"
                 " AND rule_handle = %s AND replied_at >= %s)",
@@ -285,7 +285,7 @@ class PostgresStore:
         return bool(row and row[0])
 
     def replies_since(self, mailbox: str, since: datetime) -> int:
-        with self._db.read("read the history") as conn:
+        with self._db.query("read the history") as conn:
             row = conn.execute("SELECT count(*) FROM history WHERE mailbox = %s AND replied_at >= %s",
                                (mailbox, to_ts(since))).fetchone()
         return int(row[0]) if row else 0
@@ -293,7 +293,7 @@ class PostgresStore:
     def is_suppressed(self, mailbox: str, address: str) -> bool:
         address = address.strip().lower()
         domain = "@" + address.rpartition("@")[2]
-        with self._db.read("read the suppression list") as conn:
+        with self._db.query("read the suppression list") as conn:
             row = conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM suppressions WHERE mailbox IN (%s, '*')"
                 " AND entry IN (%s, %s))", (mailbox, address, domain)).fetchone()
@@ -340,7 +340,7 @@ class PostgresStore:
                                      (mailbox, normal)).rowcount)
 
     def suppress_list(self) -> list[Suppression]:
-        with self._db.read("list suppressions") as conn:
+        with self._db.query("list suppressions") as conn:
             rows = conn.execute("SELECT mailbox, entry, added_at FROM suppressions"
                                 " ORDER BY mailbox, entry").fetchall()
         return [Suppression(str(m), str(e), from_ts(a)) for m, e, a in rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from typing import Any
 
 import psycopg
@@ -171,69 +171,116 @@ class QmarkConnection:
 
 
 class PgDatabase:
-    """One connection shared by threads, serialised by a lock; reconnects after a failure.
+    """A few connections shared by threads (a connection serves one transaction at a time);
+    a lost one is replaced by the next transaction.
 
     Every error becomes a StateError naming the server (never the password); a lost or refused
     connection is transient: the next transaction connects again.
     """
 
-    def __init__(self, url: str, *, readonly: bool, connect_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, readonly: bool, connect_timeout: float = 5.0,
+                 wait_for_flush: bool = True, size: int = 4) -> None:
         self.url = url
+        self.wait_for_flush = wait_for_flush
         self.path = redact(url)
         self.readonly = readonly
         self._connect_timeout = connect_timeout
-        self._lock = threading.RLock()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._size = size
+        self._cond = threading.Condition()
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._open = 0  # connections made and not closed, idle or in use
         self._closed = False
 
+    def _take(self) -> psycopg.Connection[Any]:
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise StateError(f"state database {self.path}: already closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._open < self._size:
+                    self._open += 1
+                    break
+                self._cond.wait()
+        try:
+            return self._connect()
+        except BaseException:
+            with self._cond:
+                self._open -= 1
+                self._cond.notify()
+            raise
+
+    def _give_back(self, conn: psycopg.Connection[Any], *, broken: bool) -> None:
+        with self._cond:
+            if broken or conn.closed or conn.broken or self._closed:
+                self._open -= 1
+                with suppress(psycopg.Error):
+                    conn.close()
+            else:
+                self._idle.append(conn)
+            self._cond.notify()
+
     def _connect(self) -> psycopg.Connection[Any]:
-        if self._closed:
-            raise StateError(f"state database {self.path}: already closed")
-        if self._conn is not None and not self._conn.closed and not self._conn.broken:
-            return self._conn
-        self._drop()
         extra: dict[str, Any] = {"application_name": "awayd"}
         if "connect_timeout" not in self.url:
             extra["connect_timeout"] = max(1, round(self._connect_timeout))
+        conn = None
         try:
-            self._conn = psycopg.connect(self.url, autocommit=True, **extra)
+            conn = psycopg.connect(self.url, autocommit=True, **extra)
+            if not self.wait_for_flush:
+                # The guarantee of SQLite's synchronous=NORMAL in WAL mode: a commit survives
+                # awayd and PostgreSQL being killed, a power cut may lose the last few (then a
+                # message is decided again: a reply may go twice, none is lost).
+                conn.execute("SET synchronous_commit = off")
+            return conn
         except psycopg.Error as err:
+            if conn is not None:
+                with suppress(psycopg.Error):
+                    conn.close()
             raise pg_error(self.path, "cannot connect", err) from err
-        return self._conn
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with suppress(psycopg.Error):
-                conn.close()
 
     def close(self) -> None:
-        with self._lock:
+        with self._cond:
             self._closed = True
-            self._drop()
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._cond.notify_all()
+        for conn in idle:
+            with suppress(psycopg.Error):
+                conn.close()
 
     @contextmanager
     def write(self, what: str) -> Iterator[psycopg.Connection[Any]]:
         if self.readonly:
             raise StateError(f"state database {self.path}: opened read-only, cannot {what}")
-        with self._lock, self._transaction(what) as conn:
+        with self._transaction(what) as conn:
             yield conn
 
     @contextmanager
     def read(self, what: str) -> Iterator[psycopg.Connection[Any]]:
-        with self._lock, self._transaction(what) as conn:
+        """A read transaction: several statements see one snapshot (report)."""
+        with self._transaction(what) as conn:
             yield conn
 
     @contextmanager
-    def _transaction(self, what: str) -> Iterator[psycopg.Connection[Any]]:
-        conn = self._connect()
+    def query(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """Statements on their own (autocommit): for reads that need no common snapshot,
+        one round trip each instead of three (BEGIN, the query, COMMIT)."""
+        with self._transaction(what, atomic=False) as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, what: str, *, atomic: bool = True) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._take()
+        broken = False
         try:
-            with conn.transaction():
+            with conn.transaction() if atomic else nullcontext():
                 yield conn
         except psycopg.Error as err:
-            if conn.broken or isinstance(err, psycopg.OperationalError):
-                self._drop()
+            broken = conn.broken or isinstance(err, psycopg.OperationalError)
             raise pg_error(self.path, f"cannot {what}", err) from err
+        finally:
+            self._give_back(conn, broken=broken)
 
 
 class PgStateDb:
@@ -245,7 +292,7 @@ class PgStateDb:
 
     @contextmanager
     def read(self, what: str) -> Iterator[QmarkConnection]:
-        with self._db.read(what) as conn:
+        with self._db.query(what) as conn:  # store_absence reads one statement at a time
             yield QmarkConnection(conn)
 
     @contextmanager
