@@ -53,18 +53,24 @@ class Fence:
         with self._lock:
             return dict(self._epochs)
 
+    def query(self, conn: psycopg.Connection[Any], mailbox: str, *, lock: bool) -> psycopg.Cursor[Any]:
+        """The lease check as a query; it yields a row when the lease is ours, same epoch,
+        `margin` seconds left (`lock`: FOR SHARE, so a takeover waits for our commit)."""
+        return conn.execute(
+            "SELECT 1 FROM leases WHERE mailbox = %s AND owner = %s AND epoch = %s"
+            f" AND expires_at > {_NOW} + %s" + (" FOR SHARE" if lock else ""),
+            (mailbox, self.host, self.epoch(mailbox), self.margin))
+
     def holds(self, conn: psycopg.Connection[Any], mailbox: str, what: str, *, lock: bool) -> bool:
-        """True when the lease is ours, same epoch, `margin` seconds left; else report it."""
-        epoch = self.epoch(mailbox)
-        row = None
-        if epoch is not None:
-            row = conn.execute(
-                "SELECT 1 FROM leases WHERE mailbox = %s AND owner = %s AND epoch = %s"
-                f" AND expires_at > {_NOW} + %s" + (" FOR SHARE" if lock else ""),
-                (mailbox, self.host, epoch, self.margin)).fetchone()
-        if row is None and self.on_refused is not None:
+        """True when the lease is ours (see query); else report the refusal."""
+        held = self.epoch(mailbox) is not None and self.query(conn, mailbox, lock=lock).fetchone() is not None
+        if not held:
+            self.refused(mailbox, what)
+        return held
+
+    def refused(self, mailbox: str, what: str) -> None:
+        if self.on_refused is not None:
             self.on_refused(mailbox, what)
-        return row is not None
 
 
 @dataclass(frozen=True)
