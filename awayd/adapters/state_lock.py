@@ -50,6 +50,10 @@ class StateLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)  # e.g. ENOLCK: a file system without locks
+                raise StateError(f"state database {state}: cannot lock {path}:"
+                                 f" {err.strerror or err}") from err
             holder = _read_pid(fd)
             os.close(fd)
             who = f"PID {holder}" if holder else "another process"

@@ -54,7 +54,7 @@ def inspect_state(path: Path) -> StateFile:
             f"state database {path}: not a database awayd can use (the file is not SQLite);"
             " awayd leaves it untouched: point state.path at another file"
         )
-    tables = _tables(path, use_wal=wal_size > 0)
+    tables = _tables(path, use_wal=wal.exists())
     if "schema_version" in tables:
         return StateFile.AWAYD
     if tables - {"sqlite_sequence"}:
@@ -68,8 +68,9 @@ def inspect_state(path: Path) -> StateFile:
 
 def _tables(path: Path, *, use_wal: bool) -> set[str]:
     # Without a WAL, `immutable=1` reads the main file with no locks and no -shm file, so
-    # nothing is created beside it. With a WAL (a writer was killed), its -wal and -shm
-    # already exist and hold committed data that only a normal read-only open sees.
+    # nothing is created beside it. With a WAL (a daemon running, or killed), its -wal and
+    # -shm already exist, and only a normal read-only open sees the data the WAL holds and
+    # reads safely while a checkpoint rewrites the main file.
     query = "?mode=ro" if use_wal else "?mode=ro&immutable=1"
     try:
         conn = sqlite3.connect(path.resolve().as_uri() + query, uri=True, isolation_level=None)

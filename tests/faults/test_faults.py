@@ -62,14 +62,22 @@ def make_config(tmp_path: Path, dovecot: Dovecot, user: str, sink: SmtpSink | Ha
 
 def finish(scenario: str, daemon: Daemon, expected: list[str], mails: list[ReceivedMail] | None,
            sinks: list[SmtpSink], config: Path, started: float, table: list[Outcome],
-           window: set[str] | None = None, note: str = "") -> Outcome:
-    """Wait for the replies, stop the daemon, count, record the row and assert on it."""
+           window: set[str] | None = None, note: str = "",
+           recovered_at: float | None = None) -> Outcome:
+    """Wait for the replies, stop the daemon, count, record the row and assert on it.
+
+    `recovered_at` (time.time() when the fault ended) adds to the note how long the queue
+    took to drain after it.
+    """
     state = state_path(config)
 
     def everything() -> list[ReceivedMail]:
         return [*(mails or []), *(m for s in sinks for m in s.messages)]
 
     wait_settled(everything, expected, state)
+    if recovered_at is not None and everything():
+        last = max(m.received_at for m in everything())
+        note = f"{note}{'; ' if note else ''}last reply {last - recovered_at:.1f} s after recovery"
     time.sleep(QUIET_S)
     assert daemon.stop() == 0, daemon.log_text()[-3000:]
     outcome = tally(scenario, expected, everything(), state, window or set(), started, note)
@@ -83,7 +91,7 @@ def test_kill_9_at_random_points_of_bursts(
     fault_table: list[Outcome],
 ) -> None:
     seed = int(os.environ.get("AWAYD_FAULT_SEED") or time.time_ns() % 1_000_000)
-    trials = int(os.environ.get("AWAYD_FAULT_TRIALS") or 40)
+    trials = int(os.environ.get("AWAYD_FAULT_TRIALS") or 30)
     print(f"kill -9 trials: {trials}, AWAYD_FAULT_SEED={seed}")
     rng = random.Random(seed)
     started = time.monotonic()
@@ -101,16 +109,21 @@ def test_kill_9_at_random_points_of_bursts(
         window: set[str] = set()
         kinds: dict[str, int] = {}
         for trial in range(trials):
-            # A timer anywhere in the burst, or exactly at a named point of the reply path.
-            kind = rng.choice(["timer", "timer", "after-record", "after-send"])
+            # A timer from the delivery, a timer from the first decision of the burst (inside
+            # its sends), or exactly at a named point of the reply path.
+            kind = rng.choice(["timer", "timer in burst", "after-record", "after-send"])
             kinds[kind] = kinds.get(kind, 0) + 1
-            d = daemons.start(config, {FAULT_ENV: kind} if kind != "timer" else None)
+            d = daemons.start(config, {FAULT_ENV: kind} if kind.startswith("after") else None)
             burst = senders(f"k{trial}", KILL_BURST)
             expected += burst
-            if kind == "timer":
+            if kind.startswith("timer"):
                 d.wait_for("service.started")
                 deliver_burst(dovecot, mail_user, burst)
-                time.sleep(rng.uniform(0.3, 1.6))
+                if kind == "timer":
+                    time.sleep(rng.uniform(0.3, 1.6))
+                else:
+                    d.wait_for("message.processed", sender=burst[0])
+                    time.sleep(rng.uniform(0.0, KILL_BURST * RELAY_DELAY_S))
                 d.kill()
             else:  # may die at once, resending a reply the last kill left pending
                 deliver_burst(dovecot, mail_user, burst)
@@ -120,10 +133,9 @@ def test_kill_9_at_random_points_of_bursts(
                     code = None
                 assert code == -signal.SIGKILL, (trial, kind, d.log_text()[-5000:])
             time.sleep(RELAY_DELAY_S + 0.1)  # a DATA in progress ends at the sink
-            if kind == "timer":
-                answered = {r for m in sink.messages for r in m.rcpt_tos} & set(burst)
-                if 0 < len(answered) < len(burst):
-                    kinds["timer, mid-burst"] = kinds.get("timer, mid-burst", 0) + 1
+            answered = {r for m in sink.messages for r in m.rcpt_tos} & set(burst)
+            if len(answered) < len(burst):
+                kinds["(burst left unfinished)"] = kinds.get("(burst left unfinished)", 0) + 1
             window |= in_window(state, sink.messages)
         last = daemons.start(config)
         note = f"seed {seed}; kills: " + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
@@ -151,7 +163,8 @@ def test_smtp_down_then_up(
     back = SmtpSink(port=down.port)
     back.start()
     try:
-        finish("SMTP down, then up", d, expected, None, [back], config, started, fault_table)
+        finish("SMTP down, then up", d, expected, None, [back], config, started, fault_table,
+               recovered_at=time.time())
     finally:
         back.stop()
 
@@ -202,11 +215,12 @@ def test_smtp_relay_that_hangs(
         expected = senders("hang", BURST)
         deliver_burst(dovecot, mail_user, expected)
         d.wait_for("smtp.send_deferred")
+        d.wait_for("message.processed", count=BURST)  # decided while the relay hangs
         hang.stop()
         back = SmtpSink(port=hang.port)
         back.start()
         finish("SMTP relay hangs (2 s timeout)", d, expected, None, [back], config, started,
-               fault_table)
+               fault_table, recovered_at=time.time())
     finally:
         hang.stop()
         if back is not None:
