@@ -59,7 +59,7 @@ IMAP_KEYS = frozenset({"host", "port", "username", "oauth2_token_command", "fold
 MAILBOX_KEYS = frozenset({"name", "address", "aliases", "display_name", "timezone", "language",
                           "internal_domains", "contacts", "max_age", "sender_fallback",
                           "backscatter", "suppression", "max_replies", "imap", "smtp",
-                          "save_copy", "rules"})
+                          "save_copy", "rules", "subaddress_separator"})
 RULE_KEYS = frozenset({"name", "kind", "when", "match", "audience", "interval", "reply_to",
                        "subject", "text", "html", "translations"})
 WHEN_KEYS = frozenset({"from", "until", "weekly"})
@@ -388,7 +388,21 @@ def _mailbox(node: Node, default_smtp: SmtpSettings | None, base_dir: Path) -> M
         smtp=_smtp(smtp_node) if smtp_node is not None else default_smtp,
         save_copy=node.get("save_copy", cr.as_str, "a folder name", None),
         rules=tuple(r for r in rules if r is not None),
+        subaddress_separator=None if "subaddress_separator" in node.data and node.raw(
+            "subaddress_separator") is None else node.get(
+            "subaddress_separator", _separator,
+            'a short string without "@" or spaces, such as "+" (null or "" for none)', "+"),
     )
+
+
+def _separator(value: object) -> str | None:
+    """A sub-address separator: null or "" turn sub-addresses off."""
+    if value is None or value == "":
+        return None
+    text = cr.as_str(value)
+    if len(text) > 8 or "@" in text or any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError
+    return text
 
 
 class _Loader(yaml.SafeLoader):

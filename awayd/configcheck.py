@@ -109,6 +109,10 @@ def summary(config: Config, now: datetime) -> str:
     for mb in config.mailboxes:
         lines.append(f"mailbox {mb.name}: {mb.address}"
                      + (f" (aliases {', '.join(mb.aliases)})" if mb.aliases else ""))
+        if mb.subaddress_separator:
+            local, _, domain = mb.address.partition("@")
+            lines.append(f"  sub-addresses such as {local}{mb.subaddress_separator}x@{domain} "
+                         "are this mailbox too")
         lines.append(f"  time zone {mb.timezone.key}, language {mb.language}, "
                      f"local time {format_date(now.astimezone(mb.timezone), 'full', 'en')}")
         if mb.imap is not None:

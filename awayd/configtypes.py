@@ -161,11 +161,17 @@ class Mailbox:
     smtp: SmtpSettings | None = None
     save_copy: str | None = None
     rules: tuple[Rule, ...] = ()
+    subaddress_separator: str | None = "+"  # alice+conference@ is alice@; None: no sub-addresses
 
     @cached_property
     def addresses(self) -> frozenset[str]:
         """The address and every alias, lowercased."""
         return frozenset(a.lower() for a in (self.address, *self.aliases))
+
+    @cached_property
+    def spellings(self) -> dict[str, str]:
+        """Each address and alias, lowercased, to its spelling in the config."""
+        return {a.lower(): a for a in (*reversed(self.aliases), self.address)}
 
 
 @dataclass(frozen=True)

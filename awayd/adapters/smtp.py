@@ -10,6 +10,7 @@ from types import TracebackType
 
 from awayd.adapters.smtp_auth import authenticate
 from awayd.configtypes import SecretSource, SmtpSettings, TlsSettings
+from awayd.core.wire import needs_smtputf8, without_utf8_ids
 from awayd.errors import ConfigError, SendError
 
 #: RFC 3461: never send a DSN about an auto-reply, and return headers only if one is sent anyway.
@@ -166,13 +167,11 @@ class SmtpSender:
     ) -> None:
         mail_options: list[str] = []
         rcpt_options: list[str] = []
-        if not (envelope_from + recipient).isascii():
-            if not conn.has_extn("smtputf8"):
-                raise SendError(
-                    f"SMTP {self._where}: server does not offer SMTPUTF8 for a non-ASCII address",
-                    transient=False,
-                )
-            mail_options.append("SMTPUTF8")
+        if not (envelope_from + recipient).isascii() or needs_smtputf8(message):
+            if conn.has_extn("smtputf8"):
+                mail_options.append("SMTPUTF8")
+            else:
+                message = self._ascii_only(envelope_from, recipient, message)
         if not message.isascii() and conn.has_extn("8bitmime"):
             mail_options.append("BODY=8BITMIME")
         if conn.has_extn("dsn"):
@@ -217,6 +216,17 @@ class SmtpSender:
             raise SendError(
                 f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True
             ) from err
+
+    def _ascii_only(self, envelope_from: str, recipient: str, message: bytes) -> bytes:
+        """The message for a relay without SMTPUTF8 (RFC 6531), or a permanent SendError."""
+        ascii_message = without_utf8_ids(message) if (envelope_from + recipient).isascii() else None
+        if ascii_message is None:
+            raise SendError(
+                f"SMTP {self._where}: the relay does not offer SMTPUTF8, which this reply needs "
+                "for a non-ASCII address",
+                transient=False,
+            )
+        return ascii_message
 
     def _recover(self, conn: smtplib.SMTP, code: int | None) -> None:
         """After a refused transaction, RSET so the connection can carry the next message."""

@@ -5,19 +5,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import format_datetime
 
 from awayd.configtypes import Mailbox, Rule, Templates
 from awayd.core.i18n import format_date
-from awayd.core.message import Message, decode_words, one_line
+from awayd.core.message import Message, decode_words, one_line, unwrap_srs
 from awayd.core.schedule import next_change
 from awayd.core.templates import RuleVars, SenderVars, render
 from awayd.core.wire import render as render_message
 from awayd.errors import RenderError
 
-MAX_SUBJECT_CHARS = 250
+MAX_SUBJECT_CHARS = 256  # decoded characters, as Pigeonhole's vacation caps its subject
 MAX_REFERENCES = 10
 MAX_ID_CHARS = 900  # a longer msg-id cannot sit on one line of at most 998 octets
 
@@ -75,7 +76,8 @@ def mailbox_header(name: str, address: str) -> str:
     name = one_line(name)
     if not name:
         return address
-    if not _ATOM_TEXT.match(name) or name != name.strip(". "):
+    # a run of spaces survives only quoted: between atoms it is one space to every parser
+    if not _ATOM_TEXT.match(name) or name != name.strip(". ") or "  " in name:
         name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return f"{name} <{address}>"
 
@@ -100,8 +102,37 @@ def _local(value: date | datetime | None, mailbox: Mailbox) -> date | datetime |
 
 
 def _usable_id(msg_id: str) -> bool:
-    """An id that can be written as is: ASCII and short enough for one line (RFC 5322 §2.1.1)."""
-    return msg_id.isascii() and msg_id.isprintable() and len(msg_id) < MAX_ID_CHARS
+    """An id that can be written as is: printable (UTF-8 under RFC 6532) and short enough for
+    one line (RFC 5322 §2.1.1)."""
+    return msg_id.isprintable() and len(msg_id) < MAX_ID_CHARS
+
+
+def shorten(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
+    """`text` cut to at most `limit` characters, at a word boundary when there is one in its
+    second half, ending in an ellipsis; never between a character and its combining marks."""
+    if len(text) <= limit:
+        return text
+    end = limit - 1
+    space = text.rfind(" ", 0, end + 1)
+    if space >= limit // 2:
+        end = space
+    while end > 0 and unicodedata.combining(text[end]):
+        end -= 1
+    return text[:end].rstrip(" ,;:-") + "\u2026"
+
+
+def recipient_name(message: Message, sender: str) -> str:
+    """The display name the sender gave its own address in From, Sender or Reply-To."""
+    key = unwrap_srs(sender).lower()
+    first = message.from_address
+    candidates = [first] if first is not None else []
+    for header in ("sender", "reply-to"):
+        if message.has(header):
+            candidates += message.addresses(header)
+    for addr in candidates:
+        if addr.name and unwrap_srs(addr.address).lower() == key:
+            return addr.name
+    return ""
 
 
 def _references(message: Message) -> str | None:
@@ -120,7 +151,7 @@ def compose(message: Message, mailbox: Mailbox, rule: Rule, templates: Templates
     from_addr = message.from_address
     name = from_addr.name if from_addr is not None else ""
     local_now = now.astimezone(mailbox.timezone)
-    subject = message.subject[:MAX_SUBJECT_CHARS]
+    subject = shorten(message.subject)
 
     def opening() -> str:
         when = next_change(rule.when, now, mailbox.timezone, to_active=False)
@@ -138,15 +169,16 @@ def compose(message: Message, mailbox: Mailbox, rule: Rule, templates: Templates
         "language": language,
         "now": local_now,
     }
-    rendered_subject = _header_value("subject", render(templates.subject, variables))
+    rendered_subject = shorten(_header_value("subject", render(templates.subject, variables)))
     text = render(templates.text, variables).replace("\r\n", "\n")
     if not text.endswith("\n"):
         text += "\n"
     html = render(templates.html, variables) if templates.html is not None else None
     from_header = mailbox_header(mailbox.display_name or "", recipient)
+    to_header = mailbox_header(recipient_name(message, sender), sender)
     headers: list[tuple[str, str]] = [
         ("From", from_header),
-        ("To", sender),
+        ("To", to_header),
         ("Subject", rendered_subject or "Auto:"),
         ("Date", format_datetime(local_now)),
         ("Message-ID", message_id),
@@ -165,7 +197,7 @@ def compose(message: Message, mailbox: Mailbox, rule: Rule, templates: Templates
     if rule.reply_to:
         headers.append(("Reply-To", rule.reply_to))
     headers.append(("Content-Language", language))
-    return Reply(envelope_from=envelope_from, envelope_to=sender, from_=from_header, to=sender,
+    return Reply(envelope_from=envelope_from, envelope_to=sender, from_=from_header, to=to_header,
                  subject=rendered_subject, language=language, message_id=message_id,
                  headers=tuple(headers), text=text, html=html)
 

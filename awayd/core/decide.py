@@ -14,6 +14,7 @@ from awayd.core.guards import HEAD, TABLE, Context, envelope, first_refusal, sen
 from awayd.core.history import HistoryView
 from awayd.core.language import choose
 from awayd.core.message import Message, parse
+from awayd.core.own import answering
 from awayd.core.rules import select
 from awayd.errors import RenderError
 
@@ -56,6 +57,17 @@ def _over_cap(mailbox: Mailbox, history: HistoryView, now: datetime) -> str | No
     if history.replies_since(mailbox.name, now - timedelta(days=1)) >= cap.per_day:
         return f"{cap.per_day} replies in the last day"
     return None
+
+
+def _id_domain(address: str) -> str:
+    """The domain for our Message-ID, in ASCII (an IDN as A-labels) so it needs no SMTPUTF8."""
+    domain = address.rpartition("@")[2]
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "awayd.invalid"
 
 
 def decide(raw: bytes, mailbox: Mailbox, *, now: datetime, history: HistoryView,
@@ -115,10 +127,14 @@ def decide_message(message: Message, mailbox: Mailbox, *, now: datetime, history
     templates = rule.templates_for(language) or rule.templates
     if envelope_from is None:
         envelope_from = mailbox.smtp.envelope_from if mailbox.smtp is not None else ""
+    # a rule for some of the addresses answers from the first of those the sender wrote
+    reply_from = env.reply_from
+    if rule.match is not None and rule.match.to:
+        reply_from = answering(mailbox, env.written, rule.match.to) or reply_from
     try:
         reply = compose(message, mailbox, rule, templates, language=language, sender=sender,
-                        recipient=env.recipient, envelope_from=envelope_from, now=now,
-                        message_id=new_message_id(env.recipient.rpartition("@")[2]))
+                        recipient=reply_from, envelope_from=envelope_from, now=now,
+                        message_id=new_message_id(_id_domain(reply_from)))
     except RenderError as err:
         return skip(r.RENDER_ERROR, str(err), rule=rule)
     return Decision("reply", r.REPLY, selection.detail, rule=rule, sender=sender,

@@ -11,6 +11,7 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from awayd.configtypes import Mailbox
+from awayd.core import own as ow
 from awayd.core import reasons as r
 from awayd.core.message import Address, Message, one_line, unwrap_srs
 
@@ -21,8 +22,10 @@ class Envelope:
 
     reply_to: str  # the address the reply goes to, as written (Return-Path or From fallback)
     sender_key: str  # lowercased, SRS unwrapped: history, self and audience checks
-    recipient: str  # the mailbox address the message was delivered to (reply From)
+    recipient: str  # the mailbox address the message was delivered to
     addressed: frozenset[str]  # mailbox addresses found in To/Cc/Bcc/Resent-*/Delivered-To
+    written: tuple[str, ...]  # the mailbox's addresses the sender wrote, in header order
+    reply_from: str  # the first of `written`, else the address delivered to: the reply's From
 
 
 @dataclass(frozen=True)
@@ -75,23 +78,32 @@ def deliverable(address: str) -> bool:
 
 def envelope(message: Message, mailbox: Mailbox, sender: str) -> Envelope:
     """Reconstruct the envelope for a message that passed the sender guards."""
-    own = mailbox.addresses
-    recipient = mailbox.address
-    for name in ("delivered-to", "x-original-to"):
-        for value in message.get_all(name):
-            candidate = one_line(value).strip("<>").lower()
-            if candidate in own:
-                recipient = candidate
-                break
-        else:
+    # `addressed` holds each address as written (a sub-address too) and the one it belongs to,
+    # so a rule's `match.to` may name either
+    written: list[str] = []
+    addressed: set[str] = set()
+    for name in _RECIPIENT_HEADERS:
+        if not message.has(name):
             continue
-        break
-    addressed = {a.key for a in message.addresses(*_RECIPIENT_HEADERS) if a.key in own}
-    for value in message.get_all("delivered-to") + message.get_all("x-original-to"):
-        candidate = one_line(value).strip("<>").lower()
-        if candidate in own:
-            addressed.add(candidate)
-    return Envelope(sender, unwrap_srs(sender).lower(), recipient, frozenset(addressed))
+        for a in message.addresses(name):
+            found = ow.match(mailbox, a.address)
+            if found is not None:
+                written.append(found[1])
+                addressed.update((a.key, found[0]))
+    delivered: dict[str, list[str]] = {"delivered-to": [], "x-original-to": []}
+    for name, forms in delivered.items():
+        for value in message.get_all(name):
+            found = ow.match(mailbox, one_line(value).strip("<>"))
+            if found is not None:
+                forms.append(found[1])
+                addressed.update((found[1].lower(), found[0]))
+    # the envelope recipient is the final address; the From fallback the one before aliasing
+    final = delivered["delivered-to"] + delivered["x-original-to"]
+    recipient = final[0] if final else mailbox.address
+    first_given = delivered["x-original-to"] + delivered["delivered-to"]
+    reply_from = written[0] if written else first_given[0] if first_given else mailbox.address
+    return Envelope(sender, unwrap_srs(sender).lower(), recipient, frozenset(addressed),
+                    tuple(written), reply_from)
 
 
 def _malformed(c: Context) -> str | None:
@@ -125,16 +137,15 @@ def _invalid_sender(c: Context) -> str | None:
 
 
 def _self(c: Context) -> str | None:
-    if c.sender_key in c.mailbox.addresses:
+    if ow.owns(c.mailbox, c.sender_key):
         return f"{c.sender_key} is this mailbox's own address"
     return None
 
 
 def _loop(c: Context) -> str | None:
-    own = c.mailbox.addresses
     for value in c.message.get_all("x-loop"):
         # whole addresses only: X-Loop: malice@example.org does not name alice@example.org
-        if own & set(_ADDRESS_TOKEN.findall(value.lower())):
+        if any(ow.owns(c.mailbox, token) for token in _ADDRESS_TOKEN.findall(value)):
             return "X-Loop names this mailbox"
     mid = (c.message.message_id or "").lower()
     if mid.startswith("<awayd."):
@@ -267,8 +278,7 @@ def _unauthenticated(c: Context) -> str | None:
 
 
 def _not_addressed(c: Context) -> str | None:
-    own = c.mailbox.addresses
-    if any(a.key in own for a in c.message.addresses(*_RECIPIENT_HEADERS)):
+    if any(ow.owns(c.mailbox, a.address) for a in c.message.addresses(*_RECIPIENT_HEADERS)):
         return None
     return "none of the mailbox's addresses is in To, Cc, Bcc or Resent-*"
 

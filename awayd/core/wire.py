@@ -8,43 +8,27 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-from email.header import Header
 from email.utils import parseaddr
 
-LINE = 78  # RFC 5322 §2.1.1: SHOULD fold at 78
+from awayd.core import headerfold as fold
+
 _ADDRESS_HEADERS = frozenset({"from", "to", "reply-to"})
 _ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
 
 
-def _encode_text(name: str, value: str) -> str:
-    """An unstructured value: as is when short ASCII, else folded or encoded words."""
-    if value.isascii() and len(name) + 2 + len(value) <= LINE:
-        return value
-    charset = "us-ascii" if value.isascii() else "utf-8"
-    return Header(value, charset, header_name=name, maxlinelen=LINE).encode(linesep="\r\n")
-
-
-def _encode_address(name: str, value: str) -> str:
-    """`Name <addr>`: the name encoded if need be; the address kept (UTF-8 under SMTPUTF8)."""
-    display, addr = parseaddr(value)
-    if not display or display.isascii():
-        return value
-    return f"{Header(display, 'utf-8', header_name=name).encode(linesep=chr(13) + chr(10))} <{addr}>"
-
-
-def _fold_ids(value: str) -> str:
-    """Message ids are never encoded (that breaks threading); fold between them only."""
-    return "\r\n ".join(value.split())
-
-
 def header_line(name: str, value: str) -> str:
+    """`Name: value` folded, RFC 2047 encoded where needed; addresses and ids never encoded.
+
+    A non-ASCII address or message id stays UTF-8 (RFC 6532): the sender then uses SMTPUTF8.
+    """
     key = name.lower()
     if key in _ID_HEADERS:
-        body = _fold_ids(value)
+        body = fold.ids(name, value)
     elif key in _ADDRESS_HEADERS:
-        body = _encode_address(name, value)
+        display, addr = parseaddr(value)
+        body = fold.mailbox(name, display, addr) if addr else fold.unstructured(name, value)
     else:
-        body = _encode_text(name, value)
+        body = fold.unstructured(name, value)
     return f"{name}: {body}"
 
 
@@ -68,9 +52,41 @@ def render(headers: tuple[tuple[str, str], ...], text: str, html: str | None) ->
     seed = "\x00".join(v for _, v in headers) + text + html
     boundary = "=_awayd_" + hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:24]
     body = b"".join([
-        f"Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n".encode("ascii"),
+        f"Content-Type: multipart/alternative;\r\n boundary=\"{boundary}\"\r\n\r\n".encode("ascii"),
         f"--{boundary}\r\n".encode("ascii"), _part("plain", text), b"\r\n",
         f"--{boundary}\r\n".encode("ascii"), _part("html", html), b"\r\n",
         f"--{boundary}--\r\n".encode("ascii"),
     ])
     return head + body
+
+
+def needs_smtputf8(message: bytes) -> bool:
+    """Whether the header block holds raw UTF-8 (RFC 6532); bodies are always 7-bit here."""
+    return not message.partition(b"\r\n\r\n")[0].isascii()
+
+
+def without_utf8_ids(message: bytes) -> bytes | None:
+    """`message` with its non-ASCII ids left out of In-Reply-To and References.
+
+    For a relay without SMTPUTF8: such an id cannot be written in ASCII (encoding it breaks
+    threading anyway), so the reply goes out unthreaded rather than not at all. None when the
+    header still needs UTF-8 after that (a non-ASCII address): then nothing can be sent.
+    """
+    head, sep, body = message.partition(b"\r\n\r\n")
+    fields: list[str] = []
+    for line in head.decode("utf-8", "surrogateescape").split("\r\n"):
+        if line[:1] in (" ", "\t") and fields:
+            fields[-1] += "\r\n" + line
+        else:
+            fields.append(line)
+    kept: list[str] = []
+    for field in fields:
+        name, _, value = field.partition(":")
+        if name.lower() in ("in-reply-to", "references") and not field.isascii():
+            ascii_ids = " ".join(i for i in value.split() if i.isascii())
+            if not ascii_ids:
+                continue
+            field = header_line(name, ascii_ids)
+        kept.append(field)
+    out = "\r\n".join(kept).encode("utf-8", "surrogateescape")
+    return out + sep + body if out.isascii() else None

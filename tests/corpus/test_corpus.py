@@ -66,6 +66,7 @@ def test_decision_matches_manifest(entry: dict[str, Any], mailbox: Mailbox) -> N
     if entry["decision"] == "reply":
         assert got.reply is not None
         assert got.reply.language == entry.get("language", "fr")
+        assert got.reply.from_ == entry.get("from", got.reply.from_)
         for name, value in got.reply.headers:
             assert "\r" not in value, name
             assert "\n" not in value, name

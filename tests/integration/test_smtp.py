@@ -212,10 +212,10 @@ def _authenticate(
 def start_server(certs: Certs) -> Iterator[Any]:
     controllers: list[CountingController] = []
 
-    def start(*, dsn: bool = False, mode: Security = "none") -> Sink:
+    def start(*, dsn: bool = False, mode: Security = "none", smtputf8: bool = True) -> Sink:
         handler = Handler()
         port = free_port()
-        kwargs: dict[str, Any] = {"authenticator": _authenticate}
+        kwargs: dict[str, Any] = {"authenticator": _authenticate, "enable_SMTPUTF8": smtputf8}
         if mode == "starttls":
             kwargs["tls_context"] = certs.server_context
         elif mode == "tls":
@@ -309,6 +309,59 @@ def test_non_ascii_recipient_goes_with_smtputf8(start_server: Any) -> None:
     [got] = sink.messages
     assert got.rcpt_tos == ["jürgen@exämple.de"]
     assert "SMTPUTF8" in got.mail_options
+
+
+UTF8_IDS = (
+    "From: Alice <alice@example.org>\r\n"
+    "To: bob@example.net\r\n"
+    "Subject: Auto: =?utf-8?q?R=C3=A9union?=\r\n"
+    "In-Reply-To: <réunion.1@exämple.de>\r\n"
+    "References: <a.0@example.net>\r\n <réunion.1@exämple.de>\r\n"
+    "\r\n"
+    "I am away.\r\n"
+).encode()
+
+
+def test_utf8_header_goes_with_smtputf8_when_offered(start_server: Any) -> None:
+    sink = start_server()
+    with SmtpSender(settings(sink), no_secret) as sender:
+        sender.send("", "bob@example.net", UTF8_IDS)
+    [got] = sink.messages
+    assert "SMTPUTF8" in got.mail_options
+    assert got.content == UTF8_IDS
+
+
+def test_without_smtputf8_utf8_ids_are_left_out_and_the_reply_still_goes(start_server: Any) -> None:
+    sink = start_server(smtputf8=False)
+    with SmtpSender(settings(sink), no_secret) as sender:
+        sender.send("", "bob@example.net", UTF8_IDS)
+    [got] = sink.messages
+    assert "SMTPUTF8" not in got.mail_options
+    assert got.content.isascii()
+    assert b"In-Reply-To" not in got.content
+    assert b"\r\nReferences: <a.0@example.net>\r\n" in got.content
+    assert got.content.endswith(b"\r\n\r\nI am away.\r\n")
+
+
+@pytest.mark.parametrize(("envelope_from", "recipient", "message"), [
+    ("", "jürgen@exämple.de", MESSAGE),
+    ("bounces@exämple.org", "bob@example.net", MESSAGE),
+    ("", "bob@example.net", "From: Jörg <jörg@bücher.example>\r\n\r\nWeg.\r\n".encode()),
+], ids=["recipient", "envelope-sender", "header-address"])
+def test_without_smtputf8_a_utf8_address_fails_permanently_naming_the_relay(
+    start_server: Any, envelope_from: str, recipient: str, message: bytes
+) -> None:
+    sink = start_server(smtputf8=False)
+    with SmtpSender(settings(sink), no_secret) as sender:
+        with pytest.raises(SendError) as info:
+            sender.send(envelope_from, recipient, message)
+        assert not info.value.transient
+        assert f"127.0.0.1:{sink.port}" in str(info.value)
+        assert "does not offer SMTPUTF8" in str(info.value)
+        assert sink.messages == []
+        sender.send("", "bob@example.net", MESSAGE)  # the connection stays usable
+    assert len(sink.messages) == 1
+    assert sink.connections == 1
 
 
 def test_eight_bit_body_is_declared_as_8bitmime(start_server: Any) -> None:

@@ -75,6 +75,7 @@ def test_check_prints_a_summary_and_exits_0(config: Path, capsys) -> None:
     assert lines[0] == f"{config}: OK, 2 mailbox(es), state {config.parent / 'state.db'}"
     assert "mailbox alice: alice@example.org (aliases alice.smith@example.org)" in lines
     assert "mailbox support: support@example.org" in lines
+    assert "  sub-addresses such as alice+x@example.org are this mailbox too" in lines
     assert any(line.startswith("  time zone Europe/Paris, language fr, local time ")
                for line in lines)
     assert any(line.startswith("  rule holidays (absence, audience everyone, interval ")
@@ -158,7 +159,8 @@ def test_explain_json_prints_one_object_per_file_with_the_contract_fields(
     assert isinstance(body, dict)
     assert set(body) == REPLY_KEYS
     assert body["envelope_from"] == ""
-    assert body["envelope_to"] == body["to"] == "bob@example.net"
+    assert body["envelope_to"] == "bob@example.net"
+    assert body["to"] == "Bob Martin <bob@example.net>"
     assert body["from"] == "Alice Smith <alice@example.org>"
     assert body["subject"] == "Auto: Lunch"
     assert body["language"] == "fr"

@@ -576,3 +576,20 @@ def test_retry_base_defaults_to_30_seconds_and_can_be_set() -> None:
 def test_paths_may_start_with_a_tilde_for_the_home_directory() -> None:
     config = parse_config("state: {path: ~/.local/state/awayd/state.db}\n" + MINIMAL)
     assert config.state.path == Path.home() / ".local/state/awayd/state.db"
+
+
+def test_subaddress_separator_defaults_to_plus() -> None:
+    assert parse_config(with_mailbox("    rules: []")).mailboxes[0].subaddress_separator == "+"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("'-'", "-"), ("'--'", "--"), ("'_'", "_"),
+                                                 ("null", None), ("''", None)])
+def test_subaddress_separator_values(value: str, expected: str | None) -> None:
+    config = parse_config(with_mailbox(f"    subaddress_separator: {value}\n    rules: []"))
+    assert config.mailboxes[0].subaddress_separator == expected
+
+
+@pytest.mark.parametrize("value", ["'@'", "'a@b'", "' '", "'+ '", "'toolongsep'", "[+]", '"\\t"'])
+def test_bad_subaddress_separator(value: str) -> None:
+    (problem,) = problems_of(with_mailbox(f"    subaddress_separator: {value}\n    rules: []"))
+    assert "mailboxes[0].subaddress_separator: expected a short string without" in problem

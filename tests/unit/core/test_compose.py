@@ -53,7 +53,7 @@ def test_reply_carries_every_design_header(eml, run) -> None:
 def test_every_design_header_is_on_the_wire(eml, run) -> None:
     msg = wire(run(eml()))
     assert msg["From"] == "Alice Smith <alice@example.org>"
-    assert msg["To"] == "bob@example.net"
+    assert msg["To"] == "Bob Martin <bob@example.net>"
     assert msg["Subject"] == "Auto: Lunch"
     assert msg["Auto-Submitted"] == "auto-replied"
     assert msg["X-Auto-Response-Suppress"] == "All"
@@ -64,7 +64,7 @@ def test_every_design_header_is_on_the_wire(eml, run) -> None:
     assert msg["References"] == "<lunch.1@example.net>"
     assert msg["Message-ID"] == "<awayd.test@example.org>"
     assert msg["Date"] is not None
-    assert msg.get_all("To") == ["bob@example.net"]
+    assert msg.get_all("To") == ["Bob Martin <bob@example.net>"]
 
 
 def test_reply_goes_to_the_return_path_and_never_to_from_or_reply_to(eml, run) -> None:
@@ -89,8 +89,10 @@ def test_utf8_return_path_is_written_as_utf8_not_as_an_encoded_word(eml, run) ->
     decision = run(eml(return_path="<jörg@bücher.example>", from_="Jörg <jörg@bücher.example>"))
     assert decision.reply is not None
     data = decision.reply.to_bytes()
-    assert "To: jörg@bücher.example\r\n".encode() in header_block(data)
-    assert b"=?" not in re.search(rb"^To: .*$", data, re.MULTILINE).group(0)
+    to_line = re.search(rb"^To: .*$", data, re.MULTILINE).group(0).rstrip(b"\r")
+    assert to_line.endswith(" <jörg@bücher.example>".encode())
+    assert b"=?" not in to_line.rpartition(b"<")[2]
+    assert wire(decision)["To"].addresses[0].display_name == "Jörg"
 
 
 def test_from_is_the_alias_named_in_delivered_to(eml, run) -> None:
@@ -102,11 +104,32 @@ def test_from_is_the_alias_named_in_delivered_to(eml, run) -> None:
     assert decision.reply.header("Message-ID") == "<awayd.test@example.org>"
 
 
-def test_from_is_the_address_when_no_delivered_to_names_an_alias(eml, run) -> None:
-    decision = run(eml(to="alice.smith@example.org",
-                       extra=("Delivered-To: someone-else@example.org",)))
+def test_from_is_the_alias_written_even_when_delivered_to_names_another(eml, run) -> None:
+    """Postfix's alias layout: Delivered-To is the final address, To the alias written."""
+    decision = run(eml(to="Alice <alice.smith@example.org>",
+                       extra=("Delivered-To: alice@example.org",
+                              "X-Original-To: alice.smith@example.org")))
     assert decision.reply is not None
-    assert decision.reply.from_ == "Alice Smith <alice@example.org>"
+    assert decision.reply.from_ == "Alice Smith <alice.smith@example.org>"
+    assert decision.reply.header("X-Loop") == "alice.smith@example.org"
+
+
+def test_from_is_the_first_own_address_in_to_then_cc(eml, run) -> None:
+    decision = run(eml(to="carol@example.com, Devis <DEVIS@example.org>",
+                       extra=("Cc: alice.smith@example.org",)))
+    assert decision.reply is not None
+    assert decision.reply.from_ == "Alice Smith <devis@example.org>"
+    decision = run(eml(to="carol@example.com", extra=("Cc: x@example.com, alice.smith@example.org",
+                                                      "Bcc: devis@example.org")))
+    assert decision.reply is not None
+    assert decision.reply.from_ == "Alice Smith <alice.smith@example.org>"
+
+
+def test_from_is_the_sub_address_written(eml, run) -> None:
+    decision = run(eml(to="alice+Conference@example.org",
+                       extra=("Delivered-To: alice@example.org",)))
+    assert decision.reply is not None
+    assert decision.reply.from_ == "Alice Smith <alice+Conference@example.org>"
 
 
 @pytest.mark.parametrize(
