@@ -222,12 +222,14 @@ class Service:
     def reload(self) -> None:
         self.notifier.reloading()
         try:
-            config = load_config(self.config_path)
+            config = load_config(self.config_path, previous=self.config)
         except ConfigError as err:
             self.log.error("config.reload_rejected", problems=list(err.problems),
                            note="the previous configuration keeps running")
             self.notifier.ready()
             return
+        for note in config.notes:  # e.g. a failing mailbox_command: its old list is kept
+            self.log.warning("config.reload_note", note=note)
         if config.state.path != self.config.state.path:
             self.log.warning("config.state_path_ignored", note="a new state path needs a restart")
         self._stop_workers(self.scheduler)

@@ -30,6 +30,10 @@ from awayd.configtypes import ImapSettings, SecretSource, Security, TlsSettings
 HOST = "127.0.0.1"
 DOMAIN = "example.org"
 PASSWORD = "pw"
+#: A Dovecot master user (its own passdb): logs in as any user, as `user*MASTER_USER` or with
+#: AUTHENTICATE PLAIN and the user as authorization identity.
+MASTER_USER = "awayd-master"
+MASTER_PASSWORD = "master-pw"
 MAIL_USER = "awaydmail"
 #: Well-known users; tests that need an empty mailbox take a fresh address (add_user).
 DEFAULT_USERS = ("alice@example.org", "bob@example.org", "carol@example.org")
@@ -125,7 +129,8 @@ def _ids(name: str) -> tuple[int, int]:
 class Dovecot:
     """One private instance: its directory, ports, users, and the process while it runs."""
 
-    def __init__(self, directory: Path, binary: str) -> None:
+    def __init__(self, directory: Path, binary: str, *,
+                 mechanisms: str = "plain login xoauth2 oauthbearer") -> None:
         self.dir = directory
         self.binary = binary
         self.host = HOST
@@ -137,13 +142,17 @@ class Dovecot:
         self.conf_path = directory / "dovecot.conf"
         #: Holds PASSWORD; imap_settings() points SecretSource(file=...) at it.
         self.password_file = directory / "imap.pass"
+        #: Holds MASTER_PASSWORD, for `master_password_file`.
+        self.master_password_file = directory / "master.pass"
+        #: The SASL mechanisms offered (AUTH=...); LOGIN works whatever they are.
+        self.mechanisms = mechanisms
         #: Addresses handed out by add_user (every address works; this is for reference).
         self.users: set[str] = set()
         self._proc: subprocess.Popen[bytes] | None = None
         self._prepare()
 
     @classmethod
-    def create(cls) -> Dovecot:
+    def create(cls, **options: Any) -> Dovecot:
         """Write a fresh instance under the system temp dir (not started)."""
         binary = find_dovecot()
         if binary is None:
@@ -151,7 +160,7 @@ class Dovecot:
         # Not pytest's tmp_path: /tmp/pytest-of-root is 0700, and Dovecot's auth process
         # (user `dovecot`) must traverse every directory down to its files.
         directory = Path(tempfile.mkdtemp(prefix="awayd-dovecot-"))
-        return cls(directory, binary)
+        return cls(directory, binary, **options)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -328,6 +337,11 @@ class Dovecot:
             self.add_user(user)
         self.password_file.write_text(PASSWORD + "\n", encoding="utf-8")
         os.chmod(self.password_file, 0o600)
+        self.master_password_file.write_text(MASTER_PASSWORD + "\n", encoding="utf-8")
+        os.chmod(self.master_password_file, 0o600)
+        masters = self.dir / "master-users"
+        masters.write_text(f"{MASTER_USER}:{{PLAIN}}{MASTER_PASSWORD}\n", encoding="utf-8")
+        os.chmod(masters, 0o644)
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
              "-subj", "/CN=localhost",
@@ -357,7 +371,7 @@ ssl_cert = <{self.cert_path}
 ssl_key = <{self.key_path}
 disable_plaintext_auth = no
 # Dovecot 2.3 checks an XOAUTH2/OAUTHBEARER token like a password: the token "pw" logs in.
-auth_mechanisms = plain login xoauth2 oauthbearer
+auth_mechanisms = {self.mechanisms}
 # Tests try wrong passwords: no cache, no extra delay after a failure.
 auth_cache_size = 0
 auth_failure_delay = 0
@@ -374,6 +388,12 @@ mail_location = maildir:~/Maildir
 mail_fsync = never
 mail_max_userip_connections = 1000
 
+auth_master_user_separator = *
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/master-users
+  master = yes
+}}
 passdb {{
   driver = static
   args = password={PASSWORD}
