@@ -15,7 +15,7 @@ import yaml
 from jinja2 import Template, TemplateSyntaxError
 
 from awayd import configread as cr
-from awayd.confighost import check_push, master_login, parse_push
+from awayd.confighost import PUSH_KEYS, check_push, master_login, parse_push
 from awayd.configmarks import yaml_marks
 from awayd.configpaths import resolve_paths
 from awayd.configread import Node, Problems
@@ -53,7 +53,7 @@ _TLS_KEYS = {"security", "tls_verify", "ca_file"}
 _VCARD_EMAIL = re.compile(r"^(?:item\d+\.)?EMAIL[^:]*:(.+)$", re.IGNORECASE)
 
 TOP_KEYS = frozenset({"state", "smtp", "metrics", "mailboxes", "defaults", "include",
-                      "mailbox_command"})
+                      "mailbox_command", "push"})
 STATE_KEYS = frozenset({"path", "max_delay", "keep_decisions", "retry_base"})
 METRICS_KEYS = frozenset({"listen"})
 SMTP_KEYS = frozenset({"host", "port", "username", "envelope_from", "timeout", "helo",
@@ -61,7 +61,7 @@ SMTP_KEYS = frozenset({"host", "port", "username", "envelope_from", "timeout", "
 _MASTER_SECRET_KEYS = tuple(f"master_{k}" for k in _SECRET_KEYS)
 IMAP_KEYS = frozenset({"host", "port", "username", "oauth2_token_command", "folders",
                        "poll_interval", "idle", "timeout", *_SECRET_KEYS, *_TLS_KEYS,
-                       "master_user", "master_separator", *_MASTER_SECRET_KEYS})
+                       "master_user", "master_separator", "push", *_MASTER_SECRET_KEYS})
 
 MAILBOX_KEYS = frozenset({"name", "address", "aliases", "display_name", "timezone", "language",
                           "internal_domains", "contacts", "max_age", "sender_fallback",
@@ -79,7 +79,7 @@ MAX_REPLIES_KEYS = frozenset({"per_hour", "per_day"})
 SCHEMA = {"top": TOP_KEYS, "state": STATE_KEYS, "metrics": METRICS_KEYS, "smtp": SMTP_KEYS,
           "imap": IMAP_KEYS, "mailbox": MAILBOX_KEYS, "rule": RULE_KEYS, "when": WHEN_KEYS,
           "weekly": WEEKLY_KEYS, "match": MATCH_KEYS, "template": TEMPLATE_KEYS,
-          "backscatter": BACKSCATTER_KEYS, "max_replies": MAX_REPLIES_KEYS}
+          "backscatter": BACKSCATTER_KEYS, "max_replies": MAX_REPLIES_KEYS, "push": PUSH_KEYS}
 
 
 def _secret(node: Node, keys: tuple[str, ...] = _SECRET_KEYS) -> SecretSource | None:

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -26,7 +27,8 @@ from awayd.errors import AwaydError, ConfigError, SourceError
 from awayd.obs.metrics import Metrics, start_http
 from awayd.obs.notify import Notifier
 from awayd.pipeline import Clock, Pipeline
-from awayd.worker import FolderWorker
+from awayd.push.mode import PushMode, start_push
+from awayd.worker import FolderWorker, Watcher
 
 STOP_GRACE_S = 8.0
 POLL_THREADS = 32  # polled folders share this many threads; a slow server holds only one
@@ -90,6 +92,7 @@ class Service:
         self.poll_jobs: list[tuple[str, FolderWorker]] = []
         self.worker_stop = threading.Event()
         self.http: Any = None
+        self.push: PushMode | None = None
 
     def _pipeline(self, config: Config) -> Pipeline:
         base = config.state.retry_base.total_seconds()
@@ -148,9 +151,13 @@ class Service:
     def _start_workers(self, scheduler: BackgroundScheduler) -> None:
         """IDLE folders get a thread each; polled folders (`idle: false`) a scheduler job."""
         self.worker_stop = threading.Event()
-        self.workers = self._workers(self.config)
+        # push-mode folders have no connection of their own: events and the sweep wake them
+        self.workers = [w for w in self._workers(self.config)
+                        if w.mailbox.imap is not None and not w.mailbox.imap.push]
         self.threads = []
         self.poll_jobs = []
+        self.push = start_push(self.config, scheduler, make_worker=self._push_worker,
+                               store=self.store, clock=self.clock, log=self.log)
         for w in self.workers:
             assert w.mailbox.imap is not None
             if w.mailbox.imap.idle:
@@ -163,8 +170,18 @@ class Service:
                                     next_run_time=self.clock())
             self.poll_jobs.append((job.id, w))
 
+    def _push_worker(self, mailbox: Mailbox, folder: str,
+                     make_watcher: Callable[[Mailbox, str], Watcher]) -> FolderWorker:
+        return FolderWorker(
+            mailbox, folder, pipeline=self.pipeline, store=self.store, make_watcher=make_watcher,
+            clock=self.clock, log=self.log, stop=self.worker_stop,
+            on_checked=self.metrics.checked, on_reconnect=self.metrics.reconnect)
+
     def _stop_workers(self, scheduler: BackgroundScheduler) -> None:
         self.worker_stop.set()
+        if self.push is not None:
+            self.push.stop(scheduler)
+            self.push = None
         for job_id, worker in self.poll_jobs:
             with contextlib.suppress(LookupError):
                 scheduler.remove_job(job_id)

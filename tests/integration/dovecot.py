@@ -34,6 +34,9 @@ PASSWORD = "pw"
 #: AUTHENTICATE PLAIN and the user as authorization identity.
 MASTER_USER = "awayd-master"
 MASTER_PASSWORD = "master-pw"
+#: The shipped push_notification snippet and Lua script (used as they are, paths replaced).
+CONTRIB = Path(__file__).resolve().parents[2] / "contrib" / "dovecot"
+PUSH_PLUGINS = ("lib01_mail_lua_plugin.so", "lib22_push_notification_lua_plugin.so")
 MAIL_USER = "awaydmail"
 #: Well-known users; tests that need an empty mailbox take a fresh address (add_user).
 DEFAULT_USERS = ("alice@example.org", "bob@example.org", "carol@example.org")
@@ -58,6 +61,15 @@ def unavailable_reason() -> str | None:
         return "a private dovecot needs root (its master switches to the mail uid)"
     if shutil.which("openssl") is None:
         return "openssl is not installed (needed for the IMAPS test certificate)"
+    return None
+
+
+def push_unavailable_reason() -> str | None:
+    """Why Dovecot cannot run the push_notification Lua driver here, or None."""
+    modules = Path("/usr/lib/dovecot/modules")
+    missing = [m for m in PUSH_PLUGINS if not (modules / m).exists()]
+    if missing:
+        return f"Dovecot's Lua push plugins are missing ({', '.join(missing)}; dovecot-core)"
     return None
 
 
@@ -130,7 +142,8 @@ class Dovecot:
     """One private instance: its directory, ports, users, and the process while it runs."""
 
     def __init__(self, directory: Path, binary: str, *,
-                 mechanisms: str = "plain login xoauth2 oauthbearer") -> None:
+                 mechanisms: str = "plain login xoauth2 oauthbearer",
+                 push: tuple[str, str] | None = None) -> None:
         self.dir = directory
         self.binary = binary
         self.host = HOST
@@ -146,6 +159,8 @@ class Dovecot:
         self.master_password_file = directory / "master.pass"
         #: The SASL mechanisms offered (AUTH=...); LOGIN works whatever they are.
         self.mechanisms = mechanisms
+        #: (url, token): deliveries call awayd's push endpoint through contrib/dovecot.
+        self.push = push
         #: Addresses handed out by add_user (every address works; this is for reference).
         self.users: set[str] = set()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -352,7 +367,27 @@ class Dovecot:
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         os.chmod(self.key_path, 0o600)
-        self.conf_path.write_text(self._config(uid, gid), encoding="utf-8")
+        config = self._config(uid, gid)
+        if self.push is not None:
+            config += self._push_config(*self.push)
+        self.conf_path.write_text(config, encoding="utf-8")
+
+    def _push_config(self, url: str, token: str) -> str:
+        """contrib/dovecot/awayd-push.conf with this instance's paths, URL and token file."""
+        lua = self.dir / "awayd-push.lua"
+        shutil.copyfile(CONTRIB / "awayd-push.lua", lua)
+        os.chmod(lua, 0o644)
+        secret = self.dir / "awayd-push-token.conf"
+        secret.write_text(f"plugin {{\n  awayd_push_token = {token}\n}}\n", encoding="utf-8")
+        os.chmod(secret, 0o600)
+        text = (CONTRIB / "awayd-push.conf").read_text(encoding="utf-8")
+        for old, new in (("/etc/dovecot/awayd-push.lua", str(lua)),
+                         ("http://127.0.0.1:8787/events", url),
+                         ("/etc/dovecot/awayd-push-token.conf", str(secret))):
+            if old not in text:
+                raise RuntimeError(f"{CONTRIB / 'awayd-push.conf'} no longer names {old}")
+            text = text.replace(old, new)
+        return "\n" + text
 
     def _config(self, uid: int, gid: int) -> str:
         d = self.dir

@@ -230,3 +230,34 @@ mailboxes:
         "c.yaml: mailboxes[2].imap.master_user", "c.yaml: mailboxes[0].imap.username"}, found
     assert any("found 'no master password'" in p for p in found)
     assert any("expected either the mailbox's own password or a master user" in p for p in found)
+
+
+def test_push_mailboxes_need_the_push_section_and_loopback_listen() -> None:
+    base = HOST.replace("folders: [INBOX]", "folders: [INBOX]\n    push: true")
+    found = problems_of(base + "mailboxes: [{name: a, address: a@example.org}]\n")
+    assert any(p.startswith("c.yaml: push: expected a push section") for p in found), found
+    found = problems_of(base + "push: {listen: '0.0.0.0:8787', token_env: T}\n"
+                        "mailboxes: [{name: a, address: a@example.org}]\n")
+    assert any(p.startswith("c.yaml: push.listen: expected 127.0.0.1:PORT") for p in found)
+    found = problems_of(base + "push: {listen: '127.0.0.1:8787'}\n"
+                        "mailboxes: [{name: a, address: a@example.org}]\n")
+    assert any(p.startswith("c.yaml: push: expected one of token_file") for p in found)
+
+
+def test_push_settings_and_their_defaults() -> None:
+    config = parse_config(HOST.replace("folders: [INBOX]", "push: true") +
+                          "push: {listen: 'unix:/run/awayd/push.sock', token_file: /t}\n"
+                          "mailboxes: [{name: a, address: a@example.org}]\n")
+    assert config.push is not None
+    assert config.push.listen == "unix:/run/awayd/push.sock"
+    assert config.push.sweep_interval.total_seconds() == 300
+    assert config.mailboxes[0].imap is not None
+    assert config.mailboxes[0].imap.push
+
+
+def test_two_push_mailboxes_may_not_share_an_imap_user() -> None:
+    found = problems_of(HOST.replace("folders: [INBOX]", "push: true") +
+                        "push: {listen: '127.0.0.1:8787', token_env: T}\nmailboxes:\n"
+                        "  - {name: a, address: a@example.org, imap: {username: shared}}\n"
+                        "  - {name: b, address: b@example.org, imap: {username: shared}}\n")
+    assert any("'a' and 'b' both log in as shared" in p for p in found), found
