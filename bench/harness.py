@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import engine, phases, scale
+from bench import engine, phases, push, scale
 from bench.report import checks, figures, machine, summary, versions
 from bench.sink import Sink
 from bench.testbed import Dovecot, InotifyLimit, raise_fd_limit, unavailable_reason
 
 ROOT = Path(__file__).resolve().parent.parent
-PHASES = ("burst", "latency", "scale", "catchup", "engine")
+PHASES = ("burst", "latency", "push", "scale", "catchup", "engine")
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,20 @@ def run_phases(s: Settings, wanted: list[str], dv: Dovecot, sink: Sink, work: Pa
             say(f"latency run {r + 1}: p50 ms " + ", ".join(
                 f"{k} {v['latency_ms'].get('p50', float('nan')):.1f}" for k, v in run.items()))
             raw["latency"].append(run)
+    if "push" in wanted:
+        raw["push"] = []
+        for r in range(s.runs):
+            order = ["pigeonhole", "awayd_push"] if r % 2 == 0 else ["awayd_push", "pigeonhole"]
+            run = {}
+            for who in order:
+                run[who] = (phases.latency_pigeonhole(dv, sink, s.latency, s.gap_s, f"q{r}p")
+                            if who == "pigeonhole" else
+                            push.latency_push(sink, work, s.latency, s.gap_s, f"q{r}a",
+                                              cpu_window=s.one_mailbox_cpu_s))
+            say(f"push run {r + 1}: p50/p95 ms " + ", ".join(
+                f"{k} {v['latency_ms'].get('p50', float('nan')):.1f}/"
+                f"{v['latency_ms'].get('p95', float('nan')):.1f}" for k, v in run.items()))
+            raw["push"].append(run)
     if "scale" in wanted:
         raw["scale"] = []
         for r in range(s.runs):

@@ -19,6 +19,8 @@ def _unavailable() -> str | None:
         return "dovecot is not installed"
     if not Path("/usr/lib/dovecot/modules/lib90_sieve_plugin.so").exists():
         return "Pigeonhole (dovecot-sieve) is not installed"
+    if not Path("/usr/lib/dovecot/modules/lib22_push_notification_lua_plugin.so").exists():
+        return "Dovecot's Lua push_notification plugin is not installed (dovecot-core)"
     if os.geteuid() != 0:
         return "a private dovecot needs root"
     return None
@@ -39,7 +41,7 @@ def test_smoke_benchmark_completes_with_exact_reply_counts(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "latest-smoke.json").read_text())
     raw = result["raw"]
-    assert set(raw) == {"burst", "latency", "scale", "catchup", "engine"}
+    assert set(raw) == {"burst", "latency", "push", "scale", "catchup", "engine"}
     settings = result["settings"]
     for run in raw["burst"]:
         for who in ("pigeonhole", "awayd"):
@@ -48,6 +50,10 @@ def test_smoke_benchmark_completes_with_exact_reply_counts(tmp_path: Path) -> No
     for run in raw["latency"]:
         for contender in ("pigeonhole", "awayd_idle", "awayd_poll"):
             assert run[contender]["replies"] == settings["latency"]
+    for run in raw["push"]:
+        for contender in ("pigeonhole", "awayd_push"):
+            assert run[contender]["replies"] == settings["latency"]
+        assert run["awayd_push"]["swept"] == 1  # the replies came from events, not the sweep
     for run in raw["scale"]:
         assert run["mailboxes"] == settings["mailboxes"]
         assert run["replies"] == settings["scale_samples"]
