@@ -3,36 +3,45 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
 from awayd.configread import as_address, as_duration
-from awayd.errors import ConfigError
+from awayd.errors import UsageError
 
 
 def parse_since(value: str, now: datetime) -> datetime:
     try:
         return now - as_duration(value)
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"--since: expected a duration such as 7d or 24h, found {value!r}") from err
+        raise UsageError(f"awayd report: --since: expected a duration such as 7d or 24h, "
+                         f"found {value!r}") from err
 
 
-def normalise_entry(entry: str) -> str:
-    """A suppression entry: an address or @domain, lowercased; anything else is an error."""
+def normalise_entry(entry: str, command: str = "suppress") -> str:
+    """A suppression entry: an address or @domain, lowercased; anything else is a usage error."""
     text = entry.strip().lower()
     if text.startswith("@") and "." in text and " " not in text:
         return text
     try:
         return as_address(text)
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"expected an address or @domain, found {entry!r}") from err
+        raise UsageError(f"awayd {command}: expected an address or @domain, found {entry!r}") from err
 
 
-def print_report(report: Any, out: TextIO, *, as_json: bool) -> None:
+def print_report(report: Any, out: TextIO, *, as_json: bool,
+                 absences: Mapping[str, str] | None = None) -> None:
+    """The report; `absences` maps a mailbox to the description of its owner absence."""
+    absences = absences or {}
     if as_json:
-        out.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")
+        data = report.as_dict()
+        data["absences"] = dict(absences)
+        out.write(json.dumps(data, ensure_ascii=False) + "\n")
         return
     out.write(f"since {report.since:%Y-%m-%d %H:%M %Z}\n")
+    for name, described in sorted(absences.items()):
+        out.write(f"mailbox {name}: {described}\n")
     if not report.mailboxes:
         out.write("no decisions recorded\n")
     for mb in report.mailboxes:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from awayd import __version__
-from awayd.errors import AwaydError, ConfigError, InputError, SourceError, StateError
+from awayd.errors import AwaydError, ConfigError, InputError, SourceError, StateError, UsageError
 
 EX_OK = 0
 EX_USAGE = 2
@@ -18,7 +19,19 @@ EX_DATAERR = 65
 EX_UNAVAILABLE = 69
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
+EX_SOFTWARE = 70
+#: Set to 1 to print the traceback of an internal error (a bug) after its one-line summary.
+DEBUG_ENV = "AWAYD_DEBUG"
 DEFAULT_CONFIG = "/etc/awayd/config.yaml"
+EXIT_CODES = """exit codes:
+  0   ok
+  2   usage: a wrong option or argument (unknown mailbox, bad date)
+  65  a message file given to explain cannot be read
+  69  a server is unavailable at start (run --once); demo without its packages
+  70  internal error: a bug (AWAYD_DEBUG=1 shows the traceback to report)
+  75  temporary failure (state database locked, network); try again later
+  78  configuration error (config file, templates, state file); systemd does not restart
+  141 the reader of the output went away (awayd explain ... | head)"""
 
 
 def default_config() -> str:
@@ -37,7 +50,8 @@ def _iso(value: str) -> datetime:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="awayd", description="An IMAP/SMTP auto-responder "
-                                     "that answers people, never machines.")
+                                     "that answers people, never machines.", epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"awayd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -70,49 +84,101 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--since", default="7d", metavar="DURATION", help="window (default 7d)")
     rep.add_argument("--json", action="store_true", help="print JSON")
     fg = with_config(sub.add_parser("forget", help="forget that a sender was answered"))
-    fg.add_argument("--mailbox", required=True, metavar="NAME")
-    fg.add_argument("address", metavar="ADDRESS")
+    fg.add_argument("--mailbox", required=True, metavar="NAME", help="the mailbox that answered")
+    fg.add_argument("address", metavar="ADDRESS", help="the sender to answer again next time")
     sp = sub.add_parser("suppress", help="manage the opt-out list (addresses and @domains)")
-    sps = sp.add_subparsers(dest="action", required=True)
-    for action in ("add", "remove"):
-        a = with_config(sps.add_parser(action))
+    sps = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, what in (("add", "never answer this address or domain again"),
+                         ("remove", "take an entry off the opt-out list")):
+        a = with_config(sps.add_parser(action, help=what))
         a.add_argument("--mailbox", metavar="NAME", help="only for this mailbox (default: all)")
-        a.add_argument("entry", metavar="ADDRESS|@DOMAIN")
-    with_config(sps.add_parser("list"))
+        a.add_argument("entry", metavar="ADDRESS|@DOMAIN", help="an address or @domain")
+    sl = with_config(sps.add_parser("list", help="print the opt-out list"))
+    sl.add_argument("--mailbox", metavar="NAME", help="only entries that apply to this mailbox "
+                    "(its own and those for all mailboxes)")
+    aw = with_config(sub.add_parser("away", help="set the owner's absence of a mailbox (stored "
+                                    "in the state; a running daemon uses it at once)"))
+    aw.add_argument("mailbox", metavar="MAILBOX", help="mailbox name from the config")
+    aw.add_argument("--from", dest="start", metavar="DATE", help="first day (2026-12-20) or "
+                    "time (2026-12-20T14:00, local to the mailbox); default: today")
+    aw.add_argument("--until", required=True, metavar="DATE", help="last day, inclusive "
+                    "(2027-01-04), or the time it ends")
+    aw.add_argument("--text", metavar="FILE", help="reply text template (UTF-8); default: the "
+                    "texts of the mailbox's first absence rule")
+    aw.add_argument("--reply-to", metavar="ADDR", help="a human to write to instead, such as "
+                    "'Bob Martin <bob@example.org>'")
+    bk = with_config(sub.add_parser("back", help="end the owner's absence and forget who was "
+                                    "answered by the mailbox"))
+    bk.add_argument("mailbox", metavar="MAILBOX", help="mailbox name from the config")
+    st = with_config(sub.add_parser("status", help="per mailbox: owner absence, rules active "
+                                    "now, next change"))
+    st.add_argument("--json", action="store_true", help="one JSON object per mailbox, per line")
     demo = sub.add_parser("demo", help="embedded IMAP and SMTP servers, a sample config, live "
                           "decisions")
     demo.add_argument("--keep", action="store_true", help="stay up after the samples so you can "
                       "send your own mail")
+    _name_each_parser(parser)
     return parser
+
+
+def _name_each_parser(parser: argparse.ArgumentParser) -> None:
+    """Record in each subcommand's defaults its own parser, so that an unknown argument is
+    reported as `awayd report: error: ...` rather than by the top-level parser."""
+    parser.set_defaults(command_parser=parser)
+    for action in parser._actions:  # argparse has no public view of its tree
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _name_each_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return dispatch(args)
+    except UsageError as err:
+        print(str(err), file=sys.stderr)
+        return EX_USAGE
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return EX_CONFIG
     except InputError as err:
-        print(f"awayd: {err}", file=sys.stderr)
+        _say(err)
         return EX_DATAERR
     except SourceError as err:
-        print(f"awayd: {err}", file=sys.stderr)
+        _say(err)
         return EX_UNAVAILABLE
     except StateError as err:
-        print(f"awayd: {err}", file=sys.stderr)
+        _say(err)
         return EX_TEMPFAIL if err.transient else EX_CONFIG
     except AwaydError as err:
-        print(f"awayd: {err}", file=sys.stderr)
+        _say(err)
         return EX_TEMPFAIL
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader (`| head`) left: say nothing, and keep Python from failing to flush later
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # what a shell reports for SIGPIPE
+    except Exception as err:  # deliberate: a bug must still reach a person as one line
+        print(f"awayd {args.command}: internal error: {err!r} (this is a bug; run again with "
+              f"{DEBUG_ENV}=1 for the details to report)", file=sys.stderr)
+        if os.environ.get(DEBUG_ENV) == "1":
+            traceback.print_exc()
+        return EX_SOFTWARE
+
+
+def _say(err: AwaydError) -> None:
+    text = str(err)
+    print(text if text.startswith("awayd") else f"awayd: {text}", file=sys.stderr)
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    from awayd import commands  # noqa: PLC0415 (keeps `awayd --help` fast)
+    from awayd import commands, commands_away  # noqa: PLC0415 (keeps `awayd --help` fast)
 
     config_path = Path(getattr(args, "config", None) or default_config())
     handler = {
@@ -123,6 +189,9 @@ def dispatch(args: argparse.Namespace) -> int:
         "forget": commands.cmd_forget,
         "suppress": commands.cmd_suppress,
         "demo": commands.cmd_demo,
+        "away": commands_away.cmd_away,
+        "back": commands_away.cmd_back,
+        "status": commands_away.cmd_status,
     }[args.command]
     return handler(args, config_path)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 from awayd.config import load_config
 from awayd.configcheck import summary
 from awayd.core.history import EmptyHistory, HistoryView
+from awayd.errors import SourceError, StateError
 
 
 def _now() -> datetime:
@@ -18,6 +21,7 @@ def _now() -> datetime:
 
 
 def cmd_check(args: argparse.Namespace, config_path: Path) -> int:
+    from awayd.absence_view import describe_absence, read_absences  # noqa: PLC0415
     from awayd.checksecrets import verify_secrets  # noqa: PLC0415
     from awayd.configcheck import rule_warnings  # noqa: PLC0415
     from awayd.configmarks import located, read_text  # noqa: PLC0415
@@ -27,7 +31,12 @@ def cmd_check(args: argparse.Namespace, config_path: Path) -> int:
     now = _now()
     for warning in located(config.source, read_text(config_path), rule_warnings(config, now)):
         print(f"warning: {warning}", file=sys.stderr)
-    print(summary(config, now))
+    absences, problem = read_absences(config.state.path)  # read-only; never creates the state
+    described = {mb.name: describe_absence(absences[mb.name], mb, now)
+                 for mb in config.mailboxes if mb.name in absences}
+    print(summary(config, now, described))
+    if problem is not None:
+        print(f"  (owner absences not read: {problem})")
     if getattr(args, "connect", False):
         from awayd.checkconnect import connect_report  # noqa: PLC0415
 
@@ -39,6 +48,8 @@ def cmd_explain(args: argparse.Namespace, config_path: Path) -> int:
     from awayd.explain import run_explain  # noqa: PLC0415
 
     config = load_config(config_path)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # valid UTF-8 whatever the locale says
+        sys.stdout.reconfigure(encoding="utf-8", errors="replace")
     mailbox = config.mailboxes[0] if not args.mailbox else config.mailbox(args.mailbox)
     if mailbox is None:
         names = ", ".join(m.name for m in config.mailboxes)
@@ -46,24 +57,45 @@ def cmd_explain(args: argparse.Namespace, config_path: Path) -> int:
         return 2
     history: HistoryView = EmptyHistory()
     store = None
-    if args.history:
+    if args.history and not config.state.path.exists():
+        print(f"awayd explain: --history: no decisions recorded yet ({config.state.path} does "
+              "not exist); assuming nobody was answered", file=sys.stderr)
+    elif args.history:
         from awayd.adapters.store_sqlite import SqliteStore  # noqa: PLC0415
 
         store = SqliteStore.open(config.state.path, readonly=True)
         history = store
+    from awayd.absence_view import read_absences  # noqa: PLC0415
+
+    absences, problem = read_absences(config.state.path)
+    if problem is not None:
+        print(f"awayd explain: owner absences not read: {problem}", file=sys.stderr)
     try:
         return run_explain(args.files, mailbox, at=args.at or _now(), history=history,
-                           as_json=args.json, out=sys.stdout, err=sys.stderr)
+                           as_json=args.json, out=sys.stdout, err=sys.stderr,
+                           absence=absences.get(mailbox.name))
     finally:
         if store is not None:
             store.close()
 
 
+NOT_YET = "no decisions recorded yet"
+
+
 def _open_store(config_path: Path, *, readonly: bool = False) -> Any:
+    """The config and the store, or (config, None) when the state does not exist: admin
+    commands never create it (a file made by root would lock the daemon's user out)."""
     from awayd.adapters.store_sqlite import SqliteStore  # noqa: PLC0415
 
     config = load_config(config_path)
+    if not config.state.path.exists():
+        return config, None
     return config, SqliteStore.open(config.state.path, readonly=readonly)
+
+
+def _no_state(command: str, config: Any) -> StateError:
+    return StateError(f"awayd {command}: {NOT_YET}: {config.state.path} does not exist; start "
+                      "the daemon once (it creates the state as its own user), then run this again")
 
 
 def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
@@ -75,12 +107,24 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
 
 
 def cmd_report(args: argparse.Namespace, config_path: Path) -> int:
+    from awayd.absence_view import describe_absence, read_absences  # noqa: PLC0415
     from awayd.admin import parse_since, print_report  # noqa: PLC0415
 
-    _config, store = _open_store(config_path, readonly=True)
+    config, store = _open_store(config_path, readonly=True)
+    since = parse_since(args.since, _now())
+    if store is None:
+        if args.json:
+            print(json.dumps({"since": since.isoformat(), "mailboxes": [], "absences": {},
+                              "note": NOT_YET}))
+        else:
+            print(f"{NOT_YET} ({config.state.path} does not exist: the daemon has not run)")
+        return 0
     with store:
-        report = store.report(parse_since(args.since, _now()))
-    print_report(report, sys.stdout, as_json=args.json)
+        report = store.report(since)
+    absences, _problem = read_absences(config.state.path)
+    described = {mb.name: describe_absence(absences[mb.name], mb, _now())
+                 for mb in config.mailboxes if mb.name in absences}
+    print_report(report, sys.stdout, as_json=args.json, absences=described)
     return 0
 
 
@@ -89,10 +133,14 @@ def cmd_forget(args: argparse.Namespace, config_path: Path) -> int:
 
     config, store = _open_store(config_path)
     if config.mailbox(args.mailbox) is None:
-        store.close()
+        if store is not None:
+            store.close()
         print(f"awayd forget: no mailbox named {args.mailbox!r}", file=sys.stderr)
         return 2
-    address = normalise_entry(args.address)
+    address = normalise_entry(args.address, "forget")
+    if store is None:
+        print(f"{NOT_YET}: nothing to forget")
+        return 0
     with store:
         count = store.forget(args.mailbox, address)
     print(f"forgot {count} reply record(s) of {address} in mailbox {args.mailbox}")
@@ -105,16 +153,25 @@ def cmd_suppress(args: argparse.Namespace, config_path: Path) -> int:
     config, store = _open_store(config_path, readonly=args.action == "list")
     scope = getattr(args, "mailbox", None) or "*"
     if scope != "*" and config.mailbox(scope) is None:
-        store.close()
-        print(f"awayd suppress: no mailbox named {scope!r}", file=sys.stderr)
+        if store is not None:
+            store.close()
+        print(f"awayd suppress {args.action}: no mailbox named {scope!r}", file=sys.stderr)
         return 2
+    if store is None:
+        if args.action == "list":
+            print(f"{NOT_YET}: the opt-out list is empty")
+            return 0
+        normalise_entry(args.entry, f"suppress {args.action}")  # a bad entry is told first
+        raise _no_state(f"suppress {args.action}", config)
     with store:
         if args.action == "list":
             for item in store.suppress_list():
+                if scope != "*" and item.mailbox not in ("*", scope):
+                    continue
                 where = "all mailboxes" if item.mailbox == "*" else f"mailbox {item.mailbox}"
                 print(f"{item.entry}\t{where}\tsince {item.added_at:%Y-%m-%d}")
             return 0
-        entry = normalise_entry(args.entry)
+        entry = normalise_entry(args.entry, f"suppress {args.action}")
         if args.action == "add":
             store.suppress_add(entry, mailbox=scope, now=_now())
             print(f"suppressed {entry} ({'all mailboxes' if scope == '*' else scope})")
@@ -128,6 +185,9 @@ def cmd_suppress(args: argparse.Namespace, config_path: Path) -> int:
 
 def cmd_demo(args: argparse.Namespace, config_path: Path) -> int:
     """Embedded IMAP and SMTP servers on 127.0.0.1, a sample config, the real daemon."""
-    from awayd.demo.run import run_demo  # noqa: PLC0415 (pymap/aiosmtpd are demo-only)
-
+    try:
+        from awayd.demo.run import run_demo  # noqa: PLC0415 (pymap/aiosmtpd are demo-only)
+    except ImportError as err:
+        raise SourceError(f"awayd demo: needs the demo extras ({err.name or err} is missing): "
+                          "pip install 'awayd[demo]'", transient=False) from err
     return run_demo(keep=args.keep)

@@ -44,6 +44,7 @@ from awayd.configtypes import (
 )
 from awayd.core.templates import compile_template
 from awayd.errors import ConfigError
+from awayd.yamlsafe import LimitedSafeLoader
 
 DEFAULT_SUBJECT = "Auto: {{ subject }}"
 SECURITY = ("none", "starttls", "tls")
@@ -58,7 +59,7 @@ TOP_KEYS = frozenset({"state", "smtp", "metrics", "mailboxes", "defaults", "incl
 STATE_KEYS = frozenset({"path", "max_delay", "keep_decisions", "retry_base"})
 METRICS_KEYS = frozenset({"listen"})
 SMTP_KEYS = frozenset({"host", "port", "username", "envelope_from", "timeout", "helo",
-                       "oauth2_token_command", *_SECRET_KEYS, *_TLS_KEYS})
+                       "oauth2_token_command", "auth_retry", *_SECRET_KEYS, *_TLS_KEYS})
 _MASTER_SECRET_KEYS = tuple(f"master_{k}" for k in _SECRET_KEYS)
 IMAP_KEYS = frozenset({"host", "port", "username", "oauth2_token_command", "folders",
                        "poll_interval", "idle", "timeout", *_SECRET_KEYS, *_TLS_KEYS,
@@ -145,6 +146,8 @@ def _smtp(node: Node) -> SmtpSettings:
         timeout=node.get("timeout", cr.as_duration, "a duration such as 30s",
                          cr.as_duration(30)).total_seconds(),
         helo=node.get("helo", cr.as_str, "a host name", None),
+        auth_retry=node.get("auth_retry", cr.as_duration, "a duration such as 15m",
+                            cr.as_duration(900)).total_seconds(),
     )
 
 
@@ -425,7 +428,7 @@ def _separator(value: object) -> str | None:
     return text
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(LimitedSafeLoader):
     """Safe YAML where an impossible date (2026-02-30) stays a string, reported with its path."""
 
 

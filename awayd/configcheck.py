@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from awayd.configread import show_duration
@@ -104,7 +105,8 @@ def describe_rule(rule: Rule, mailbox: Mailbox, now: datetime) -> str:
     return "; ".join(parts) + f": {when}"
 
 
-def summary(config: Config, now: datetime) -> str:
+def summary(config: Config, now: datetime, absences: Mapping[str, str] | None = None) -> str:
+    """`absences` maps a mailbox name to the description of its owner absence (`awayd away`)."""
     lines = [f"{config.source}: OK, {len(config.mailboxes)} mailbox(es), state {config.state.path}"]
     if len(config.sources) > 1:
         lines += [f"  {s.count} mailbox(es) {s.label}" for s in config.sources]
@@ -133,6 +135,8 @@ def summary(config: Config, now: datetime) -> str:
         if mb.smtp is not None:
             lines.append(f"  smtp {mb.smtp.host}:{mb.smtp.port} ({mb.smtp.tls.security}), "
                          f"envelope from <{mb.smtp.envelope_from}>")
+        if absences and mb.name in absences:
+            lines.append("  " + absences[mb.name])
         if not mb.rules:
             lines.append("  no rules: nothing will ever be answered")
         for rule in mb.rules:

@@ -78,6 +78,7 @@ class SmtpSettings:
     timeout: float = 30.0
     helo: str | None = None
     oauth2_token_command: tuple[str, ...] | None = None  # AUTH XOAUTH2 instead of a password
+    auth_retry: float = 900.0  # seconds before the first retry after a refused login; doubles to 16x
 
 
 @dataclass(frozen=True)

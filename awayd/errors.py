@@ -35,13 +35,24 @@ class SourceError(AwaydError):
 
 
 class SendError(AwaydError):
-    """The SMTP side failed; `transient` tells a 4xx or network error from a 5xx."""
+    """The SMTP side failed; `transient` tells a 4xx or network error from a 5xx.
 
-    def __init__(self, message: str, *, transient: bool, code: int | None = None) -> None:
+    `scope` says whose fault it is: "message" (the server refused this reply: 4xx/5xx to
+    MAIL, RCPT or DATA), "relay" (the relay cannot be reached or set up: network, timeout,
+    TLS, EHLO, 421), "auth" (the relay refused our credentials, e.g. 535).
+    """
+
+    def __init__(self, message: str, *, transient: bool, code: int | None = None,
+                 scope: str = "message") -> None:
         super().__init__(message)
         self.transient = transient
         self.code = code
+        self.scope = scope
 
 
 class InputError(AwaydError):
     """A message file given on the command line cannot be read."""
+
+
+class UsageError(AwaydError):
+    """A command-line argument is wrong (unknown mailbox, a bad date); the message names the command."""

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import TextIO
 
 from awayd.configtypes import Mailbox
-from awayd.core.decide import Decision, decide
+from awayd.core.absence import OwnerAbsence
+from awayd.core.decide import Decision, judge
 from awayd.core.history import HistoryView
+from awayd.core.message import scrub
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,8 @@ def to_text(name: str, mailbox: Mailbox, decision: Decision) -> str:
 
 
 def run_explain(files: list[str], mailbox: Mailbox, *, at: datetime, history: HistoryView,
-                as_json: bool, out: TextIO, err: TextIO, stdin: TextIO | None = None) -> int:
+                as_json: bool, out: TextIO, err: TextIO, stdin: TextIO | None = None,
+                absence: OwnerAbsence | None = None) -> int:
     """Explain each file; returns 65 if any file could not be read, else 0."""
     stdin = stdin or sys.stdin  # looked up now, not at import: callers may have replaced it
     status = 0
@@ -94,9 +97,12 @@ def run_explain(files: list[str], mailbox: Mailbox, *, at: datetime, history: Hi
             err.write(f"awayd explain: {raw.name}: cannot read: {raw.error}\n")
             status = 65
             continue
-        decision = decide(raw, mailbox, now=at, history=history, new_message_id=random_message_id)
+        # the daemon's own path: an error in one message is a decision about it, as in `run`
+        decision = judge(raw, mailbox, now=at, history=history,
+                         new_message_id=random_message_id, absence=absence).decision
+        # scrub: a file name given as undecodable bytes holds surrogates; output stays UTF-8
         if as_json:
-            out.write(json.dumps(to_json(name, mailbox, decision), ensure_ascii=False) + "\n")
+            out.write(scrub(json.dumps(to_json(name, mailbox, decision), ensure_ascii=False)) + "\n")
         else:
-            out.write(to_text(name, mailbox, decision) + "\n\n")
+            out.write(scrub(to_text(name, mailbox, decision)) + "\n\n")
     return status

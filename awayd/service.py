@@ -6,6 +6,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,13 +20,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from awayd.adapters.imap import FolderWatcher, append_message
 from awayd.adapters.secrets import resolve_secret
 from awayd.adapters.smtp import SmtpSender
+from awayd.adapters.store_absence import AbsenceCache
 from awayd.adapters.store_sqlite import SqliteStore
 from awayd.config import load_config
-from awayd.configtypes import Config, Mailbox, SmtpSettings
+from awayd.configtypes import Config, Mailbox
 from awayd.core.backoff import Backoff
 from awayd.errors import AwaydError, ConfigError, SourceError
 from awayd.obs.metrics import Metrics, start_http
 from awayd.obs.notify import Notifier
+from awayd.outbox import Outbox
 from awayd.pipeline import Clock, Pipeline
 from awayd.push.mode import PushMode, start_push
 from awayd.worker import FolderWorker, Watcher
@@ -34,30 +37,13 @@ STOP_GRACE_S = 8.0
 POLL_THREADS = 32  # polled folders share this many threads; a slow server holds only one
 OUTBOX_EVERY_S = 5.0
 RETRY_CAP_S = 3600.0
+WAL_CHECKPOINT_EVERY_S = 60.0
+#: `run --once` waits this long past the longest SMTP timeout for the relays to settle.
+ONCE_SETTLE_S = 30.0
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class Senders:
-    """One reusable SMTP connection per distinct SMTP setting."""
-
-    def __init__(self) -> None:
-        self._senders: dict[SmtpSettings, SmtpSender] = {}
-
-    def __call__(self, settings: SmtpSettings) -> SmtpSender:
-        sender = self._senders.get(settings)
-        if sender is None:
-            sender = SmtpSender(settings, resolve_secret)
-            self._senders[settings] = sender
-        return sender
-
-    def close(self) -> None:
-        for sender in self._senders.values():
-            with contextlib.suppress(AwaydError, OSError):
-                sender.close()
-        self._senders.clear()
 
 
 def make_watcher(mailbox: Mailbox, folder: str) -> FolderWatcher:
@@ -84,8 +70,12 @@ class Service:
         self.reload_event = threading.Event()
         self.config: Config = load_config(config_path)
         self.store = SqliteStore.open(self.config.state.path)
+        self.absences = AbsenceCache(self.store.db, on_error=lambda error: self.log.error(
+            "absence.unreadable", error=error))
         self.metrics = Metrics(clock=lambda: self.clock().timestamp())
-        self.senders = Senders()
+        self.outbox = Outbox(store=self.store, clock=self.clock, log=self.log,
+                             make_sender=lambda settings: SmtpSender(settings, resolve_secret),
+                             events=self.metrics, save_copy=self._save_copy)
         self.pipeline = self._pipeline(self.config)
         self.workers: list[FolderWorker] = []
         self.threads: list[tuple[FolderWorker, threading.Thread]] = []
@@ -96,13 +86,11 @@ class Service:
 
     def _pipeline(self, config: Config) -> Pipeline:
         base = config.state.retry_base.total_seconds()
-        pipeline = Pipeline(store=self.store, clock=self.clock, sender_for=self.senders,
-                            log=self.log, events=self.metrics, max_delay=config.state.max_delay,
-                            backoff=Backoff(base=base, cap=max(base, RETRY_CAP_S)),
-                            save_copy=self._save_copy)
-        for mb in config.mailboxes:
-            pipeline.remember(mb)
-        return pipeline
+        self.outbox.max_delay = config.state.max_delay
+        self.outbox.backoff = Backoff(base=base, cap=max(base, RETRY_CAP_S))
+        self.outbox.configure(config.mailboxes)
+        return Pipeline(store=self.store, clock=self.clock, outbox=self.outbox, log=self.log,
+                        events=self.metrics, absences=self.absences.get)
 
     def _save_copy(self, mailbox: Mailbox, data: bytes) -> None:
         assert mailbox.save_copy is not None
@@ -127,8 +115,14 @@ class Service:
     # --- one-shot -------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Process what is new in every folder, send, exit; 69 if a server was unreachable."""
-        self.pipeline.retry_outbox()
+        """Process what is new in every folder, send, exit.
+
+        Raises:
+            SourceError: an IMAP server was unreachable (exit 69).
+            AwaydError: replies stayed pending (relay down, login refused, certificate not
+                trusted, store full): transient, exit 75, so cron or systemd tries again.
+        """
+        self.outbox.retry(everything=True)
         workers = self._workers(self.config)
         failed = []
         threads = [threading.Thread(target=lambda w=w: failed.append(w) if not w.tick() else None,
@@ -139,12 +133,27 @@ class Service:
             t.join()
         for w in workers:
             w.close()
-        self.pipeline.retry_outbox()
+        self.outbox.retry()
+        self._settle()
+        pending = self.outbox.retry()
         self.close()
         if failed:
             names = ", ".join(w.name for w in failed)
             raise SourceError(f"could not check {names}; see the log", transient=True)
+        if pending != 0:
+            what = "the state could not be written" if pending < 0 else f"{pending} replies are still pending"
+            error = AwaydError(f"{what} (relay down, login refused, certificate not trusted or"
+                               " disk full?); see the log; they are sent on the next run")
+            error.transient = True
+            raise error
         return 0
+
+    def _settle(self) -> None:
+        """Wait until every relay has sent what it can now (or waits for a probe or hold)."""
+        timeouts = [mb.smtp.timeout for mb in self.config.mailboxes if mb.smtp is not None]
+        deadline = time.monotonic() + 2 * max(timeouts, default=0.0) + ONCE_SETTLE_S
+        while not self.outbox.settled() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     # --- daemon ---------------------------------------------------------------------------
 
@@ -205,6 +214,7 @@ class Service:
         # never later than the first retry is due, but not busier than twice a second
         every = min(OUTBOX_EVERY_S, max(0.5, self.config.state.retry_base.total_seconds()))
         scheduler.add_job(self._outbox_job, "interval", seconds=every, id="outbox")
+        scheduler.add_job(self._wal_job, "interval", seconds=WAL_CHECKPOINT_EVERY_S, id="wal")
         scheduler.add_job(self._prune_job, "interval", hours=1, id="prune",
                           next_run_time=self.clock() + timedelta(seconds=30))
         interval = self.notifier.watchdog_interval()
@@ -213,9 +223,15 @@ class Service:
         return scheduler
 
     def _outbox_job(self) -> None:
-        depth = self.pipeline.retry_outbox()
+        depth = self.outbox.retry()
         if depth >= 0:
             self.metrics.set_outbox_depth(depth)
+
+    def _wal_job(self) -> None:
+        try:
+            self.store.checkpoint_wal()
+        except AwaydError as err:
+            self.log.warning("store.checkpoint_failed", error=str(err))
 
     def _prune_job(self) -> None:
         try:
@@ -263,7 +279,7 @@ class Service:
                 signal.signal(sig, self._on_signal)
         if self.config.metrics.listen:
             self.http = start_http(self.config.metrics.listen, self.metrics)
-        self.pipeline.retry_outbox()  # pending replies of a previous run go first
+        self.outbox.retry(everything=True)  # pending replies of a previous run go first
         self.scheduler = scheduler = self._scheduler()
         scheduler.start()
         self._start_workers(scheduler)
@@ -292,7 +308,7 @@ class Service:
         if self.http is not None:
             self.http.stop()
             self.http = None
-        self.senders.close()
+        self.outbox.close(STOP_GRACE_S)
         self.store.close()
 
 

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from awayd.configtypes import Mailbox
 from awayd.core.backoff import Backoff
-from awayd.errors import AwaydError, SourceError
+from awayd.errors import AwaydError, SourceError, StateError
 from awayd.pipeline import Clock, Incoming, Pipeline
 
 IDLE_RENEW_S = 25 * 60  # RFC 2177: re-issue IDLE before the server's 30 minute timeout
@@ -20,6 +20,10 @@ IDLE_RENEW_S = 25 * 60  # RFC 2177: re-issue IDLE before the server's 30 minute 
 IDLE_WAKE_MIN_S = 1.0
 IDLE_WAKE_MAX_S = 30.0
 BATCH = 500
+#: While the store cannot commit, the folder tries again this soon (doubling up to the cap):
+#: freeing disk space brings decisions back within seconds, not after an IMAP backoff.
+STORE_RETRY_S = 0.5
+STORE_RETRY_CAP_S = 5.0
 
 
 class Watcher(Protocol):
@@ -54,6 +58,8 @@ class FolderWorker:
         self.on_reconnect = on_reconnect
         self.watcher: Watcher | None = None
         self.failures = 0
+        self.store_failures = 0
+        self._made: Watcher | None = None
         self.uidvalidity = 0
         self.last_uid = 0
         self.with_text = any(rule.translations for rule in mailbox.rules)
@@ -67,8 +73,14 @@ class FolderWorker:
     def name(self) -> str:
         return f"{self.mailbox.name}/{self.folder}"
 
+    def _make_watcher(self) -> Watcher:
+        # remembered so that a store error after connecting (setting the first checkpoint on
+        # a full disk) can log it out instead of leaving a connection behind on every retry
+        self._made = self.make_watcher(self.mailbox, self.folder)
+        return self._made
+
     def _connect(self) -> Watcher:
-        watcher = self.make_watcher(self.mailbox, self.folder)
+        watcher = self._make_watcher()
         uidvalidity, uidnext = watcher.connect()
         checkpoint = self.store.get_checkpoint(self.mailbox.name, self.folder)
         if checkpoint is None:
@@ -118,13 +130,29 @@ class FolderWorker:
                 if self.watcher is None:
                     self.watcher = self._connect()
                     self.drain()
-                    return True
-                if noop:
+                elif noop:
                     self.watcher.wait(0)  # let the server report new messages
-                self.drain()
+                    self.drain()
+                else:
+                    self.drain()
+                self.store_failures = 0
                 return True
+            except StateError as err:
+                # The store's fault, logged by the pipeline (store.write_failed): the IMAP
+                # connection is fine and stays; the message is decided again shortly.
+                self.store_failures += 1
+                self.log.debug("folder.store_wait", error=str(err))
+                made, self._made = self._made, None
+                if self.watcher is None and made is not None:
+                    with contextlib.suppress(AwaydError):
+                        made.close()
+                return False
             except AwaydError as err:
                 self._failed(err)
+                return False
+            except Exception as err:  # deliberate: a bug must not end the folder's thread
+                self.log.error("folder.crashed", error=repr(err), note="reconnecting")
+                self._failed(SourceError(repr(err)))
                 return False
 
     def poll(self) -> None:
@@ -132,6 +160,9 @@ class FolderWorker:
         if self.stop.is_set() or self.monotonic() < self._not_before:
             return
         if not self.tick():
+            if self.store_failures:
+                self._not_before = self.monotonic() + self.store_delay()
+                return
             delay = self.retry_delay()  # one draw: the jitter differs on every call
             self._not_before = self.monotonic() + delay
             self.log.info("imap.retry_wait", seconds=round(delay, 2))
@@ -143,11 +174,15 @@ class FolderWorker:
 
     def _failed(self, err: AwaydError) -> None:
         self.failures += 1
-        self.log.warning("imap.failed", error=str(err), transient=err.transient,
-                         failures=self.failures)
+        # a refused login or a missing folder needs the operator: error, not warning
+        event = self.log.warning if err.transient else self.log.error
+        event("imap.failed", error=str(err), transient=err.transient, failures=self.failures)
         if self.on_reconnect is not None:
             self.on_reconnect(self.mailbox.name)
         self.close()
+
+    def store_delay(self) -> float:
+        return min(STORE_RETRY_CAP_S, STORE_RETRY_S * 2.0 ** min(self.store_failures - 1, 8))
 
     def retry_delay(self) -> float:
         delay = self.backoff.delay(self.failures - 1)
@@ -166,6 +201,8 @@ class FolderWorker:
                     break
             if not self.tick(noop=not announced):
                 announced = False
+                if self.store_failures and self.stop.wait(self.store_delay()):
+                    break
                 continue
             announced = False
             watcher = self.watcher

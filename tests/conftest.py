@@ -7,6 +7,7 @@ AWAYD_REQUIRE_DOVECOT=1, as in CI, turns the skip into a failure.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -14,6 +15,22 @@ import pytest
 
 from tests.integration.dovecot import DOMAIN, Dovecot, unavailable_reason
 from tests.integration.smtpsink import SmtpSink
+
+#: Every test skipped for want of Dovecot is reported at this one place, so `pytest -ra`
+#: prints one line with a count instead of a line per test.
+_SKIP_PREFIX = "no private dovecot: "
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and _SKIP_PREFIX in str(longrepr[2]):
+        report.longrepr = (__file__, _FIXTURE_LINE, longrepr[2])
+
+
+_FIXTURE_LINE = sys._getframe().f_lineno + 4  # the `def dovecot` line below
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +40,7 @@ def dovecot() -> Iterator[Dovecot]:
     if reason is not None:
         if os.environ.get("AWAYD_REQUIRE_DOVECOT") == "1":
             pytest.fail(f"AWAYD_REQUIRE_DOVECOT=1 but {reason}", pytrace=False)
-        pytest.skip(reason)
+        pytest.skip(_SKIP_PREFIX + reason)
     server = Dovecot.create()
     try:
         server.start()

@@ -144,14 +144,17 @@ class SmtpSender:
         except SendError as err:
             raise _setup_failure(err) from err
         except smtplib.SMTPResponseException as err:
-            raise _setup_failure(self._reply_error(stage, err.smtp_code, err.smtp_error)) from err
+            raise _setup_failure(self._reply_error(stage, err.smtp_code, err.smtp_error),
+                                 auth=stage == "AUTH") from err
         except (smtplib.SMTPServerDisconnected, smtplib.SMTPNotSupportedError,
                 smtplib.SMTPException) as err:
             # AUTH not offered (often only after STARTTLS), a dropped greeting, ...
-            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True) from err
+            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True,
+                            scope="relay") from err
         except OSError as err:
             raise SendError(
-                f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True
+                f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True,
+                scope="relay",
             ) from err
         self._conn = conn
         return conn
@@ -205,7 +208,8 @@ class SmtpSender:
             self._discard(conn)
             if may_retry and stage != "DATA":
                 raise _StaleConnectionError from err
-            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True) from err
+            raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=True,
+                            scope="relay") from err
         except smtplib.SMTPException as err:
             self._recover(conn, None)
             raise SendError(f"SMTP {self._where}: {stage}: {err}", transient=False) from err
@@ -214,7 +218,8 @@ class SmtpSender:
             if may_retry and stage != "DATA":
                 raise _StaleConnectionError from err
             raise SendError(
-                f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True
+                f"SMTP {self._where}: {stage} failed: {_describe_os_error(err)}", transient=True,
+                scope="relay",
             ) from err
 
     def _ascii_only(self, envelope_from: str, recipient: str, message: bytes) -> bytes:
@@ -252,13 +257,16 @@ class SmtpSender:
             f"SMTP {self._where}: {stage} refused: {code} {text}",
             transient=code < 500,
             code=code,
+            scope="relay" if code == 421 else "message",  # 421: the service is closing
         )
 
 
-def _setup_failure(err: SendError) -> SendError:
+def _setup_failure(err: SendError, *, auth: bool = False) -> SendError:
     """A refused connection set-up (EHLO, STARTTLS, AUTH) is our configuration, not the reply:
-    keep the reply queued (transient) until the operator fixes it or max_delay drops it."""
-    return SendError(str(err), transient=True, code=err.code)
+    keep the reply queued (transient) until the operator fixes it or max_delay drops it.
+    A 5xx to AUTH means the credentials were refused (scope "auth")."""
+    refused = auth and err.code is not None and err.code >= 500
+    return SendError(str(err), transient=True, code=err.code, scope="auth" if refused else "relay")
 
 
 def _describe_os_error(err: OSError) -> str:

@@ -43,7 +43,7 @@ def authenticate(conn: smtplib.SMTP, settings: SmtpSettings,
         return
     if settings.password is None:
         raise SendError(f"{where}: username is set but no password source", transient=False)
-    conn.login(settings.username, _secret(settings.password, resolve, where, "password"))
+    login_once(conn, settings.username, _secret(settings.password, resolve, where, "password"))
 
 
 def _secret(source: SecretSource, resolve: Callable[[SecretSource], str], where: str,
@@ -54,3 +54,30 @@ def _secret(source: SecretSource, resolve: Callable[[SecretSource], str], where:
         # Transient: an unreadable password file is fixed by the operator, not the sender.
         raise SendError(f"{where}: cannot get the {what} ({source.describe()}): {err}",
                         transient=True) from err
+
+
+#: The mechanisms we speak, in order of preference; the first the server offers is used.
+AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
+
+
+def login_once(conn: smtplib.SMTP, username: str, password: str) -> None:
+    """Authenticate with exactly one mechanism: the first of AUTH_MECHANISMS the server offers.
+
+    smtplib's login() tries the next mechanism after a 535, so a wrong password cost two failed
+    logins (PLAIN, then LOGIN) on every retry: enough to trip fail2ban on the relay.
+
+    Raises:
+        smtplib.SMTPAuthenticationError: the server refused the credentials.
+        smtplib.SMTPNotSupportedError: the server offers no AUTH (often only after STARTTLS).
+        smtplib.SMTPException: the server offers none of our mechanisms.
+    """
+    if not conn.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("the server does not offer AUTH")
+    offered = conn.esmtp_features["auth"].upper().split()
+    mechanism = next((m for m in AUTH_MECHANISMS if m in offered), None)
+    if mechanism is None:
+        raise smtplib.SMTPException(
+            f"the server offers AUTH {' '.join(offered)}; awayd speaks {', '.join(AUTH_MECHANISMS)}")
+    conn.user, conn.password = username, password
+    authobject = getattr(conn, "auth_" + mechanism.lower().replace("-", "_"))
+    conn.auth(mechanism, authobject, initial_response_ok=True)

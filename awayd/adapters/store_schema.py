@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
@@ -76,6 +77,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             entry    TEXT NOT NULL,
             added_at REAL NOT NULL,
             PRIMARY KEY (mailbox, entry)
+        )""",
+    ),
+    (  # 2: the owner's absence per mailbox (`awayd away`); dates as ISO text, as in rules
+        """CREATE TABLE absences (
+            mailbox    TEXT PRIMARY KEY,
+            starts     TEXT NOT NULL,
+            until      TEXT NOT NULL,
+            text       TEXT,
+            reply_to   TEXT,
+            created_at REAL NOT NULL
         )""",
     ),
 )
@@ -182,6 +193,31 @@ class Database:
             finally:
                 conn.close()
 
+    def limit_wal(self, size: int) -> None:
+        """Keep the WAL file near `size` bytes: checkpoint automatically once it holds that
+        much (SQLite's default is 1000 pages, 4 MiB) and cut it back to `size` afterwards
+        (SQLite would otherwise keep the file at its largest size)."""
+        with self._lock:
+            if self._conn is not None:
+                page = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
+                self._conn.execute(f"PRAGMA wal_autocheckpoint = {max(16, int(size) // page)}")
+                self._conn.execute(f"PRAGMA journal_size_limit = {int(size)}")
+
+    def checkpoint(self) -> None:
+        """PRAGMA wal_checkpoint(TRUNCATE): the WAL's pages into the database, the WAL emptied.
+
+        Raises:
+            StateError: the checkpoint failed.
+        """
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StateError(f"state database {self.path}: already closed")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as err:
+                raise state_error(self.path, "checkpoint the WAL", err) from err
+
     @contextmanager
     def write(self, what: str) -> Iterator[sqlite3.Connection]:
         """A write transaction (BEGIN IMMEDIATE): all or nothing; sqlite errors become StateError."""
@@ -226,7 +262,9 @@ def state_error(path: Path, what: str, err: sqlite3.Error, busy_timeout: float |
         waited = f" after {busy_timeout:g} s" if busy_timeout is not None else ""
         cause = f"{cause}{waited} (another process holds the write lock)"
     error = StateError(f"state database {path}: {what}: {cause}")
-    error.transient = busy
+    # A full disk or an I/O error goes away when space is freed: temporary (exit 75, which
+    # systemd restarts), not a configuration error (78, which it does not).
+    error.transient = busy or name.startswith(("SQLITE_FULL", "SQLITE_IOERR"))
     return error
 
 
@@ -237,7 +275,9 @@ def _create_private(path: Path) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # e.g. ~/.local/state/awayd
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as err:
-        raise StateError(f"state database {path}: cannot open: {err.strerror or err}") from err
+        error = StateError(f"state database {path}: cannot open: {err.strerror or err}")
+        error.transient = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise error from err
     os.close(fd)
 
 

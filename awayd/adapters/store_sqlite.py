@@ -46,6 +46,9 @@ __all__ = [
 ]
 
 _MAX_ERROR_TEXT = 1000
+#: After a checkpoint the WAL file is cut back to this size (SQLite would keep its largest
+#: size for ever), so the WAL alone cannot fill a small volume.
+WAL_SIZE_LIMIT = 1 << 20
 
 
 class SqliteStore:
@@ -71,11 +74,19 @@ class SqliteStore:
             StateError: naming the file and the cause: cannot be created or read, not a
                 database, not awayd's, a newer schema, or locked past `busy_timeout`.
         """
-        return cls(Database.open(path, readonly=readonly, busy_timeout=busy_timeout))
+        db = Database.open(path, readonly=readonly, busy_timeout=busy_timeout)
+        if not readonly:
+            db.limit_wal(WAL_SIZE_LIMIT)
+        return cls(db)
 
     @property
     def path(self) -> Path:
         return self._db.path
+
+    @property
+    def db(self) -> Database:
+        """The connection, for the store modules that keep one table each (store_absence)."""
+        return self._db
 
     def close(self) -> None:
         self._db.close()
@@ -315,6 +326,23 @@ class SqliteStore:
         return bool(row[0])
 
     # --- maintenance -----------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """Commit a write that changes nothing.
+
+        Raises:
+            StateError: the database still cannot commit (disk full, read-only, locked).
+        """
+        with self._db.write("check that the state can be written") as conn:
+            conn.execute("UPDATE schema_version SET version = version")
+
+    def checkpoint_wal(self) -> None:
+        """Copy the WAL into the database and truncate it (run regularly, e.g. every minute).
+
+        Raises:
+            StateError: the checkpoint failed (disk full, I/O error).
+        """
+        self._db.checkpoint()
 
     def prune(self, now: datetime, keep_history: timedelta, keep_decisions: timedelta) -> PruneResult:
         """Delete history older than `keep_history` (the longest rule interval), decisions and

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from awayd.configread import show_duration
 from awayd.configtypes import Mailbox, Rule
 from awayd.core import reasons as r
+from awayd.core.absence import OwnerAbsence, with_absence
 from awayd.core.compose import Reply, compose
 from awayd.core.guards import HEAD, TABLE, Context, envelope, first_refusal, sender_of
 from awayd.core.history import HistoryView
@@ -16,7 +17,7 @@ from awayd.core.language import choose
 from awayd.core.message import Message, parse
 from awayd.core.own import answering
 from awayd.core.rules import select
-from awayd.errors import RenderError
+from awayd.errors import RenderError, StateError
 
 #: Makes a fresh Message-ID for a reply from the domain of the answering address.
 MessageIdFactory = Callable[[str], str]
@@ -72,11 +73,12 @@ def _id_domain(address: str) -> str:
 
 def decide(raw: bytes, mailbox: Mailbox, *, now: datetime, history: HistoryView,
            new_message_id: MessageIdFactory, arrival: datetime | None = None,
-           envelope_from: str | None = None) -> Decision:
+           envelope_from: str | None = None, absence: OwnerAbsence | None = None) -> Decision:
     """Decide whether and how to answer `raw` for `mailbox` at `now` (aware).
 
     `arrival` is the IMAP INTERNALDATE; when None the topmost Received: date is used, else
     `now`. `envelope_from` defaults to the mailbox's SMTP setting (the null sender).
+    `absence`, the owner's absence set by `awayd away`, acts as a rule placed first.
     Never raises: unparseable input is `malformed`, a failing template `render-error`.
     """
     try:
@@ -85,13 +87,14 @@ def decide(raw: bytes, mailbox: Mailbox, *, now: datetime, history: HistoryView,
         return _skip(r.MALFORMED, f"cannot parse: {err}")
     return decide_message(message, mailbox, now=now, history=history,
                           new_message_id=new_message_id, arrival=arrival,
-                          envelope_from=envelope_from)
+                          envelope_from=envelope_from, absence=absence)
 
 
 def decide_message(message: Message, mailbox: Mailbox, *, now: datetime, history: HistoryView,
                    new_message_id: MessageIdFactory, arrival: datetime | None = None,
-                   envelope_from: str | None = None) -> Decision:
+                   envelope_from: str | None = None, absence: OwnerAbsence | None = None) -> Decision:
     """decide() for an already parsed message."""
+    mailbox = with_absence(mailbox, absence)
     context = Context(message, mailbox, now, arrival)
     refused = first_refusal(context, HEAD)
     if refused is not None:
@@ -139,3 +142,39 @@ def decide_message(message: Message, mailbox: Mailbox, *, now: datetime, history
         return skip(r.RENDER_ERROR, str(err), rule=rule)
     return Decision("reply", r.REPLY, selection.detail, rule=rule, sender=sender,
                     sender_key=env.sender_key, message_id=message.message_id, reply=reply)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A decision with the reply's wire bytes; `error` says what failed, if anything did."""
+
+    decision: Decision
+    wire: bytes | None = None
+    error: str | None = None
+
+
+def judge(raw: bytes, mailbox: Mailbox, *, now: datetime, history: HistoryView,
+          new_message_id: MessageIdFactory, arrival: datetime | None = None,
+          absence: OwnerAbsence | None = None) -> Judged:
+    """decide() and serialise the reply, as the daemon records it and `explain` shows it.
+
+    No error while handling one message escapes: a failure while deciding makes the message
+    `malformed`, a failure while writing the reply `render-error`, so one bad message never
+    stops a folder. Only a StateError (the history could not be read: the store's fault, not
+    the message's) is raised, so that the message is decided again later.
+    """
+    try:
+        decision = decide(raw, mailbox, now=now, history=history, new_message_id=new_message_id,
+                          arrival=arrival, absence=absence)
+    except StateError:
+        raise
+    except Exception as err:  # deliberate: see the docstring
+        return Judged(Decision("skip", r.MALFORMED, f"engine error: {err!r}"), error=repr(err))
+    if decision.reply is None:
+        return Judged(decision)
+    try:
+        return Judged(decision, decision.reply.to_bytes())
+    except Exception as err:  # deliberate: see the docstring
+        failed = replace(decision, decision="skip", reason=r.RENDER_ERROR, reply=None,
+                         detail=f"cannot write the reply: {err!r}")
+        return Judged(failed, error=repr(err))

@@ -1,5 +1,9 @@
-"""Header field bodies for the wire: RFC 2047 encoded words of at most 75 characters, lines of
-at most 78 wherever a line can be folded (RFC 5322 §2.1.1), whole characters in each word."""
+"""Fold header bodies for the wire: encoded words of at most 75, lines of at most 78 characters.
+
+RFC 2047 §2 limits an encoded word to 75 characters and each holds whole characters; RFC 5322
+§2.1.1 asks for lines of at most 78 wherever a line can be folded (never inside a message id
+or an address, which are not encoded either).
+"""
 
 from __future__ import annotations
 

@@ -1,60 +1,60 @@
-"""Dates written the way each supported reply language writes them, without the C locale."""
+"""Dates written the way each reply language writes them, from Babel's CLDR data (no C locale)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import lru_cache
 
-_MONTHS: dict[str, tuple[str, ...]] = {
-    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December"),
-    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
-           "septembre", "octobre", "novembre", "décembre"),
-    "de": ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August",
-           "September", "Oktober", "November", "Dezember"),
-    "es": ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
-           "septiembre", "octubre", "noviembre", "diciembre"),
-    "it": ("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto",
-           "settembre", "ottobre", "novembre", "dicembre"),
-    "nl": ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
-           "september", "oktober", "november", "december"),
-    "pt": ("janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto",
-           "setembro", "outubro", "novembro", "dezembro"),
-}
-_DAYS: dict[str, tuple[str, ...]] = {
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-    "fr": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
-    "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
-    "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
-    "it": ("lunedì", "martedì", "mercoledì", "giovedì", "venerdì", "sabato", "domenica"),
-    "nl": ("maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"),
-    "pt": ("segunda-feira", "terça-feira", "quarta-feira", "quinta-feira", "sexta-feira",
-           "sábado", "domingo"),
-}
-_LONG = {"en": "{d} {m} {y}", "fr": "{d} {m} {y}", "de": "{d}. {m} {y}", "es": "{d} de {m} de {y}",
-         "it": "{d} {m} {y}", "nl": "{d} {m} {y}", "pt": "{d} de {m} de {y}"}
-_AT = {"en": "at", "fr": "à", "de": "um", "es": "a las", "it": "alle", "nl": "om", "pt": "às"}
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date as babel_date
+from babel.dates import format_time as babel_time
 
-SUPPORTED = frozenset(_MONTHS)
 STYLES = ("long", "full", "short", "iso")
+FALLBACK = "en"
+
+
+@lru_cache(maxsize=256)
+def locale_for(language: str) -> Locale:
+    """The CLDR locale of a language code (`fr`, `pt`, `de-CH`, `pt_BR`); English if unknown."""
+    try:
+        return Locale.parse(language.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return Locale.parse(FALLBACK)
+
+
+def known(language: str) -> bool:
+    """True when CLDR has data for `language` (else dates are written in English)."""
+    try:
+        Locale.parse(language.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return False
+    return True
 
 
 def format_date(value: date | datetime, style: str, language: str) -> str:
     """Format a date (or the date and time of a datetime) in `style` for `language`.
 
-    Styles: long ("4 janvier 2027"), full (with the weekday), short (04/01/2027 or 2027-01-04
-    for en), iso. Unknown languages are written in English.
+    Styles: long ("4 janvier 2027"), full (with the weekday: "lundi 4 janvier 2027"), short
+    (04/01/2027), iso (2027-01-04), as CLDR writes them for the language. A datetime that is
+    not at midnight also gets its local time ("4 janvier 2027 à 09:05"), in the zone it
+    carries. Unknown languages are written in English.
     """
-    lang = language if language in SUPPORTED else "en"
     day = value.date() if isinstance(value, datetime) else value
     if style == "iso":
         text = day.isoformat()
-    elif style == "short":
-        text = day.isoformat() if lang == "en" else day.strftime("%d/%m/%Y")
-    else:
-        text = _LONG[lang].format(d=day.day, m=_MONTHS[lang][day.month - 1], y=day.year)
-        if style == "full":
-            weekday = _DAYS[lang][day.weekday()]
-            text = f"{weekday}, {text}" if lang in ("en", "de") else f"{weekday} {text}"
-    if isinstance(value, datetime) and (value.hour, value.minute) != (0, 0):
-        text += f" {_AT[lang]} {value:%H:%M}"
-    return text
+        return f"{text} {value:%H:%M}" if _has_time(value) else text
+    locale = locale_for(language)
+    text = babel_date(day, style, locale=locale)
+    if not _has_time(value):
+        return text
+    assert isinstance(value, datetime)
+    clock = babel_time(value, "short", locale=locale)
+    # CLDR's "at time" pattern joining a date and a time ("{1} 'at' {0}", Babel files it as
+    # relative), else the plain one ("{1}, {0}"); unquoted as Babel does itself
+    pattern = str(locale.datetime_formats_relative.get(style) or locale.datetime_formats.get(style)
+                  or "{1} {0}")
+    return pattern.replace("'", "").replace("{1}", text).replace("{0}", clock)
+
+
+def _has_time(value: date | datetime) -> bool:
+    return isinstance(value, datetime) and (value.hour, value.minute) != (0, 0)

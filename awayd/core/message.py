@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.headerregistry import UnstructuredHeader
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import cached_property
 
@@ -25,18 +27,100 @@ def one_line(value: str) -> str:
 
 
 def decode_words(value: str) -> str:
-    """Decode RFC 2047 encoded words; on any defect return the value as it is.
+    """Decode RFC 2047 encoded words leniently; the result never holds a lone surrogate.
 
-    Decoded the way the email package reads an unstructured header, since it reads a reply's
-    headers that way again when writing them (raw 8-bit text next to encoded words included).
+    Adjacent encoded words of one charset are decoded together (a character may be split
+    between them) and the whitespace between encoded words is dropped. Bytes that are not
+    valid in the declared charset (a Latin-1 byte labelled UTF-8 is common) are read as
+    UTF-8, then cp1252, then Latin-1, so a mislabelled word still reads as the sender meant.
+    A word that cannot be decoded at all (bad base64) is kept as written.
     """
     if "=?" not in value:
-        return value
+        return scrub(value)
+    out: list[str] = []
+    pending: list[bytes] = []
+    pending_charset = ""
+    last_end = 0
+
+    def flush() -> None:
+        if pending:
+            out.append(decode_bytes(b"".join(pending), pending_charset))
+            pending.clear()
+
+    for m in _ENCODED_WORD.finditer(value):
+        between = value[last_end : m.start()]
+        data = _word_bytes(m.group(2), m.group(3))
+        if data is None:
+            continue  # left in the text: appended with the next stretch
+        charset = m.group(1).partition("*")[0].lower()  # RFC 2231 language suffix
+        if between and not (between.isspace() and last_end > 0):
+            flush()
+            out.append(between)
+        elif pending and charset != pending_charset:
+            flush()
+        pending.append(data)
+        pending_charset = charset
+        last_end = m.end()
+    flush()
+    out.append(value[last_end:])
+    return scrub("".join(out))
+
+
+#: "?" never occurs inside a word (Q writes it =3F), which keeps the scan linear.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?]*)\?=")
+_Q_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+#: Codecs of Python, not charsets of mail: a label naming one is treated as unknown.
+_PYTHON_CODECS = frozenset({"unicode-escape", "raw-unicode-escape", "idna", "punycode",
+                            "undefined"})
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _word_bytes(encoding: str, text: str) -> bytes | None:
+    if encoding in "qQ":
+        raw = text.replace("_", " ").encode("utf-8", "surrogatepass")
+        return _Q_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
     try:
-        return str(UnstructuredHeader.value_parser(value))
-    except (ValueError, LookupError, UnicodeError, AssertionError, TypeError, IndexError,
-            AttributeError):
-        return value
+        data = text.encode("ascii")
+        return base64.b64decode(data + b"=" * (-len(data) % 4))
+    except (ValueError, binascii.Error):
+        return None
+
+
+def decode_bytes(data: bytes, charset: str) -> str:
+    """`data` in `charset` when it fits strictly; else as UTF-8 where the bytes are valid
+    UTF-8 and as cp1252 (Latin-1 for its five holes) byte by byte where they are not.
+    Never raises, never returns a lone surrogate."""
+    for candidate in (charset, "utf-8"):
+        try:
+            if codecs.lookup(candidate).name in _PYTHON_CODECS:
+                continue
+            return scrub(data.decode(candidate))
+        except (UnicodeError, LookupError):
+            continue
+    parts: list[str] = []
+    rest = data
+    while rest:
+        try:
+            parts.append(rest.decode("utf-8"))
+            break
+        except UnicodeDecodeError as err:
+            parts.append(rest[: err.start].decode("utf-8"))
+            parts.extend(_single_byte(rest[i : i + 1]) for i in range(err.start, err.end))
+            rest = rest[err.end :]
+    return "".join(parts)
+
+
+def _single_byte(byte: bytes) -> str:
+    try:
+        return byte.decode("cp1252")
+    except UnicodeDecodeError:
+        return byte.decode("latin-1")
+
+
+def scrub(text: str) -> str:
+    """Replace lone surrogates (from a codec such as UTF-7, or surrogateescape) with U+FFFD:
+    they cannot be written as UTF-8, so any reply or output carrying one would fail."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 def unwrap_srs(address: str) -> str:
@@ -198,10 +282,8 @@ def first_address(value: str | None) -> Address | None:
 
 
 def _decode(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    # raw 8-bit header text is UTF-8 (RFC 6532) or, in older mail, cp1252/Latin-1 bytes
+    return decode_bytes(raw, "utf-8")
 
 
 _FOLD = re.compile(r"\r?\n[ \t]+")
@@ -222,7 +304,8 @@ def split_header(raw: bytes) -> tuple[bytes, bytes]:
 
 
 def _header_text(head: bytes) -> str:
-    """Decode the header block: UTF-8 (RFC 6532) when it is, else line by line with Latin-1."""
+    """Decode the header block: UTF-8 (RFC 6532) when it is, else line by line, each byte that
+    is not UTF-8 read as cp1252 (Latin-1 for its five holes)."""
     try:
         return head.decode("utf-8")
     except UnicodeDecodeError:

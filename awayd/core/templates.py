@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from jinja2 import StrictUndefined, Template, TemplateError, meta, pass_context
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined, meta, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -14,6 +15,31 @@ from awayd.core.i18n import STYLES, format_date
 from awayd.errors import RenderError
 
 VARIABLES = ("sender", "subject", "mailbox", "rule", "next_opening", "ticket", "language", "now")
+
+#: Stands in for an expression that printed nothing, until render() has tidied around it.
+_EMPTY = "\ufdd0"  # a Unicode noncharacter; one that came in a subject would just be dropped
+#: The space before an empty expression, when punctuation, a space or the line end follows:
+#: "Hello {{ sender.first_name }}," is "Hello," without a name, never "Hello ,".
+_SPACE_BEFORE_EMPTY = re.compile(r"[ \t]" + _EMPTY + r"(?=[\s,.;:!?)\u00a0]|$)")
+
+
+def _mark_empty(value: object) -> object:
+    """Jinja's finalize hook: mark what prints as nothing; strict errors still raise."""
+    if isinstance(value, StrictUndefined):
+        return value
+    if isinstance(value, Undefined):  # `{{ x if y }}` without an else
+        return _EMPTY
+    if isinstance(value, str) and not value:
+        return _EMPTY
+    if value is not None and not isinstance(value, int | float | str) and not str(value):
+        return _EMPTY  # a lazy value (next_opening) that came out empty
+    return value
+
+
+def _tidy(text: str) -> str:
+    if _EMPTY not in text:
+        return text
+    return _SPACE_BEFORE_EMPTY.sub("", text).replace(_EMPTY, "")
 
 
 @dataclass(frozen=True)
@@ -38,7 +64,7 @@ class RuleVars:
 
 def _make_env(autoescape: bool) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(autoescape=autoescape, undefined=StrictUndefined,
-                                        keep_trailing_newline=True)
+                                        keep_trailing_newline=True, finalize=_mark_empty)
 
     @pass_context
     def date_filter(
@@ -89,9 +115,13 @@ def _undeclared(source: str, html: bool) -> tuple[str, ...]:
 
 
 def render(template: Template, variables: dict[str, object]) -> str:
-    """Render with the fixed variable set; any failure becomes a RenderError."""
+    """Render with the fixed variable set; any failure becomes a RenderError.
+
+    An expression that prints nothing takes the space before it along when punctuation, a
+    space or the end of the line follows ("Hello {{ sender.first_name }}," → "Hello,").
+    """
     try:
-        return template.render(**variables)
+        return _tidy(template.render(**variables))
     except RenderError:
         raise
     except (TemplateError, TypeError, ValueError, AttributeError, ArithmeticError,

@@ -46,7 +46,8 @@ class Daemon:
         self.other_lines: deque[str] = deque(maxlen=40)  # tracebacks and non-JSON output
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "awayd", "run", "--config", str(self.config_path)]
+        # -P: never the current directory first, or a folder named awayd there would be run instead
+        argv = [sys.executable, "-P", "-m", "awayd", "run", "--config", str(self.config_path)]
         # its own session: a Ctrl-C in the terminal reaches the demo, which stops it in order
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, encoding="utf-8",

@@ -16,7 +16,7 @@ from awayd.demo.samples import ADDRESS
 FALLBACK_ZONE = "Europe/Paris"
 RULE = "away"
 TEXT = """\
-Hello {{ sender.first_name or "" }},
+Hello {{ sender.first_name }},
 
 thank you for your message "{{ subject }}". I am away until {{ rule.until | date("long") }}
 and will read it when I am back. For anything urgent, please write to Bob Martin

@@ -14,7 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import cast
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -25,6 +31,10 @@ __all__ = ["Health", "Metrics", "MetricsServer", "parse_listen", "start_http"]
 
 _log = structlog.get_logger(__name__)
 
+# The library's own switch (process-wide): counters export no `_created` series, which are
+# Unix times of the process start that nothing here alerts on and that double the series count.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
 #: A mailbox is stale when its last check is older than this many poll intervals...
 STALE_FACTOR = 3.0
 #: ...but never sooner than this, so a 1 s poll interval does not flap on a slow login.
@@ -33,13 +43,23 @@ MIN_STALE_S = 10.0
 
 @dataclass(frozen=True)
 class Health:
-    """The /healthz verdict: healthy when no registered mailbox is stale."""
+    """The /healthz verdict: healthy when no registered mailbox is stale and no SMTP relay
+    refused our credentials."""
 
     stale: tuple[str, ...]
+    auth_refused: tuple[str, ...] = ()  # relays (host:port) that answered 535 to our login
 
     @property
     def ok(self) -> bool:
-        return not self.stale
+        return not self.stale and not self.auth_refused
+
+    def describe(self) -> str:
+        lines = []
+        if self.stale:
+            lines.append("stale: " + ", ".join(self.stale))
+        if self.auth_refused:
+            lines.append("smtp auth refused: " + ", ".join(self.auth_refused))
+        return "".join(line + "\n" for line in lines) or "ok\n"
 
 
 @dataclass
@@ -59,12 +79,13 @@ class _CheckAgeCollector(Collector):
         return self._families({})
 
     def collect(self) -> Iterable[Metric]:
-        return self._families(self._metrics.check_ages())
+        return self._families(self._metrics.last_checks())
 
-    def _families(self, ages: dict[str, tuple[float, float]]) -> list[Metric]:
-        age = GaugeMetricFamily(
-            "awayd_seconds_since_last_check",
-            "Seconds since the mailbox was last checked (since registration if never).",
+    def _families(self, checks: dict[str, tuple[float, float]]) -> list[Metric]:
+        last = GaugeMetricFamily(
+            "awayd_last_check_timestamp_seconds",
+            "Unix time the mailbox was last checked (poll, IDLE wake-up or NOOP); the time it "
+            "was registered while never checked.",
             labels=["mailbox"],
         )
         interval = GaugeMetricFamily(
@@ -72,10 +93,10 @@ class _CheckAgeCollector(Collector):
             "The mailbox's configured poll interval, for staleness alerts.",
             labels=["mailbox"],
         )
-        for mailbox, (seconds, poll_s) in sorted(ages.items()):
-            age.add_metric([mailbox], seconds)
+        for mailbox, (at, poll_s) in sorted(checks.items()):
+            last.add_metric([mailbox], at)
             interval.add_metric([mailbox], poll_s)
-        return [age, interval]
+        return [last, interval]
 
 
 class Metrics:
@@ -110,7 +131,7 @@ class Metrics:
         )
         self._skips = Counter(
             "awayd_skips",
-            "Messages not answered, by reason code (DESIGN.md section 4).",
+            "Messages not answered, by reason code (the table in README, How it decides).",
             ["mailbox", "reason"],
             registry=reg,
         )
@@ -120,6 +141,30 @@ class Metrics:
         self._reconnects = Counter(
             "awayd_imap_reconnects", "IMAP connections re-established.", ["mailbox"], registry=reg
         )
+        self._message_errors = Counter(
+            "awayd_message_errors",  # exposed as awayd_message_errors_total
+            "Messages whose handling failed (decided malformed or render-error, folder moved on).",
+            ["mailbox", "reason"],
+            registry=reg,
+        )
+        self._relay_up = Gauge(
+            "awayd_relay_up",
+            "1 while the SMTP relay answers, 0 while it is down or refuses our login.",
+            ["relay"],
+            registry=reg,
+        )
+        self._auth_failures = Counter(
+            "awayd_smtp_auth_failures",  # exposed as awayd_smtp_auth_failures_total
+            "Logins the SMTP relay refused (535); the relay is then left alone for a while.",
+            ["relay"],
+            registry=reg,
+        )
+        self._store_failures = Counter(
+            "awayd_store_write_failures",  # exposed as awayd_store_write_failures_total
+            "Reads or writes of the state store that failed (disk full, I/O error).",
+            registry=reg,
+        )
+        self._refused: set[str] = set()
         self._outbox = Gauge("awayd_outbox_depth", "Replies waiting in the outbox (pending).", registry=reg)
         self._up = Gauge("awayd_up", "1 while the daemon is running.", registry=reg)
         self._up.set(1)
@@ -137,11 +182,31 @@ class Metrics:
         """Count a skip; `reason` is a stable code from DESIGN.md section 4."""
         self._skips.labels(mailbox, reason).inc()
 
+    def message_error(self, mailbox: str, reason: str) -> None:
+        """Count a message whose handling raised; `reason` is the decision it got instead."""
+        self._message_errors.labels(mailbox, reason).inc()
+
     def seen(self, mailbox: str) -> None:
         self._seen.labels(mailbox).inc()
 
     def reconnect(self, mailbox: str) -> None:
         self._reconnects.labels(mailbox).inc()
+
+    def relay_up(self, relay: str, up: bool) -> None:
+        """The relay answered (True) or is down or refusing our login (False)."""
+        self._relay_up.labels(relay).set(1 if up else 0)
+        if up:
+            with self._lock:
+                self._refused.discard(relay)
+
+    def auth_failed(self, relay: str) -> None:
+        """The relay refused our credentials: counted, and /healthz names it until it accepts."""
+        self._auth_failures.labels(relay).inc()
+        with self._lock:
+            self._refused.add(relay)
+
+    def store_failed(self) -> None:
+        self._store_failures.inc()
 
     def set_outbox_depth(self, n: int) -> None:
         self._outbox.set(n)
@@ -189,8 +254,14 @@ class Metrics:
         with self._lock:
             return {name: (max(0.0, now - _since(w)), w.poll_interval_s) for name, w in self._watches.items()}
 
+    def last_checks(self) -> dict[str, tuple[float, float]]:
+        """Return {mailbox: (Unix time of the last check or registration, poll interval)}."""
+        with self._lock:
+            return {name: (_since(w), w.poll_interval_s) for name, w in self._watches.items()}
+
     def health(self) -> Health:
-        """Stale mailboxes: not checked within max(3 x poll interval, 10 s)."""
+        """Stale mailboxes (not checked within max(3 x poll interval, 10 s)) and relays that
+        refused our login."""
         now = self._clock()
         with self._lock:
             stale = tuple(
@@ -200,7 +271,8 @@ class Metrics:
                     if now - _since(w) > max(self._stale_factor * w.poll_interval_s, self._min_stale_s)
                 )
             )
-        return Health(stale)
+            refused = tuple(sorted(self._refused))
+        return Health(stale, refused)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format (CONTENT_TYPE_LATEST)."""
@@ -293,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
             if health.ok:
                 self._send(HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n", head)
             else:
-                body = ("stale: " + ", ".join(health.stale) + "\n").encode("utf-8")
+                body = health.describe().encode("utf-8")
                 status = HTTPStatus.SERVICE_UNAVAILABLE
                 self._send(status, "text/plain; charset=utf-8", body, head)
         else:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.dovecot import libexec_dirs, missing_packages
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,6 +23,9 @@ def _unavailable() -> str | None:
         return "Pigeonhole (dovecot-sieve) is not installed"
     if not Path("/usr/lib/dovecot/modules/lib22_push_notification_lua_plugin.so").exists():
         return "Dovecot's Lua push_notification plugin is not installed (dovecot-core)"
+    missing = missing_packages(libexec_dirs())
+    if missing:
+        return f"dovecot is only partly installed: {', '.join(missing)} missing"
     if os.geteuid() != 0:
         return "a private dovecot needs root"
     return None

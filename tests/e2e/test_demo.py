@@ -42,9 +42,15 @@ def assert_cleaned_up(output: str) -> None:
         raise AssertionError(f"the daemon (pid {pid[1]}) is still running")
 
 
-def test_demo_answers_the_colleague_once_and_skips_every_machine() -> None:
-    proc = subprocess.run(DEMO, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          check=False)
+def test_demo_answers_the_colleague_once_and_skips_every_machine(tmp_path: Path) -> None:
+    """Run from a folder holding a package named `awayd` of its own: the demo's processes must
+    still run the installed awayd, not whatever `python -m` finds in the current directory."""
+    decoy = tmp_path / "awayd"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise SystemExit('the decoy awayd was imported')\n")
+    (decoy / "__main__.py").write_text("raise SystemExit('the decoy awayd was run')\n")
+    proc = subprocess.run([sys.executable, "-P", "-m", "awayd", "demo"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
 
@@ -60,7 +66,7 @@ def test_demo_answers_the_colleague_once_and_skips_every_machine() -> None:
 
     replies = [line for line in out.splitlines() if line.startswith("  SMTP sink received a reply")]
     assert replies == [f"  SMTP sink received a reply: MAIL FROM:<> RCPT TO:<{COLLEAGUE}>"]
-    assert f"      To: {COLLEAGUE}" in out
+    assert f"      To: Marc Dubois <{COLLEAGUE}>" in out
     assert "      From: Alice Martin <alice@example.org>" in out
     assert "      Subject: Auto: Lunch on Thursday?" in out
     assert "      Auto-Submitted: auto-replied" in out

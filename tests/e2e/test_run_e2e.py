@@ -64,7 +64,7 @@ def test_daemon_answers_the_colleague_once_and_no_machine(
     (reply,) = smtp_sink.messages
     assert (reply.mail_from, reply.rcpt_tos, reply.notify) == ("", (COLLEAGUE,), "NEVER")
     assert header(reply.content, "From") == f"Alice Martin <{USER}>"
-    assert header(reply.content, "To") == COLLEAGUE
+    assert header(reply.content, "To") == f"Marc Dubois <{COLLEAGUE}>"
     assert header(reply.content, "Subject") == "Auto: Meeting on Thursday"
     assert header(reply.content, "In-Reply-To") == header(first, "Message-ID")
     assert header(reply.content, "Auto-Submitted") == "auto-replied"

@@ -53,10 +53,37 @@ def find_dovecot() -> str | None:
     return None
 
 
+#: Where distributions put Dovecot's protocol binaries (Debian, Fedora, a source install).
+LIBEXEC_DIRS = ("/usr/lib/dovecot", "/usr/libexec/dovecot", "/usr/local/libexec/dovecot")
+#: The binaries the fixture's protocols need, and the Debian package of each.
+PROTOCOL_BINARIES = (("imap", "dovecot-imapd"), ("imap-login", "dovecot-imapd"),
+                     ("lmtp", "dovecot-lmtpd"))
+
+
+def libexec_dirs() -> tuple[str, ...]:
+    """LIBEXEC_DIRS, or the colon-separated $AWAYD_DOVECOT_LIBEXEC (another layout, and tests)."""
+    given = os.environ.get("AWAYD_DOVECOT_LIBEXEC")
+    return tuple(given.split(":")) if given else LIBEXEC_DIRS
+
+
+def missing_packages(libexec_dirs: Sequence[str | Path] = LIBEXEC_DIRS) -> list[str]:
+    """Debian packages whose protocol binaries are in none of `libexec_dirs` (a partial install)."""
+    missing: list[str] = []
+    for binary, package in PROTOCOL_BINARIES:
+        found = any(os.access(Path(d) / binary, os.X_OK) for d in libexec_dirs)
+        if not found and package not in missing:
+            missing.append(package)
+    return missing
+
+
 def unavailable_reason() -> str | None:
     """Why a private Dovecot cannot run here, or None when it can."""
     if find_dovecot() is None:
         return "dovecot is not installed (apt-get install dovecot-imapd dovecot-lmtpd)"
+    missing = missing_packages(libexec_dirs())
+    if missing:
+        return (f"dovecot is only partly installed: {', '.join(missing)} missing "
+                f"(apt-get install {' '.join(missing)})")
     if os.geteuid() != 0:
         return "a private dovecot needs root (its master switches to the mail uid)"
     if shutil.which("openssl") is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -62,7 +63,8 @@ def test_metrics_and_healthz_reflect_the_decisions_made(
     assert found[("awayd_replies_failed_total", box)] == 0
     assert found[("awayd_outbox_depth", ())] == 0
     assert found[("awayd_up", ())] == 1
-    assert 0 <= found[("awayd_seconds_since_last_check", box)] < 60
+    assert 0 <= time.time() - found[("awayd_last_check_timestamp_seconds", box)] < 60
+    assert not [name for name, _labels in found if name.endswith("_created")]
     assert found[("awayd_poll_interval_seconds", box)] > 0
 
     assert get(f"http://{listen}/healthz") == (200, "ok\n")

@@ -54,6 +54,7 @@ class Sink:
     dsn: bool
     messages: list[Received] = field(default_factory=list)
     logins: list[str] = field(default_factory=list)
+    auth_attempts: list[str] = field(default_factory=list)  # mechanism of every AUTH, failed too
     connections: int = 0
     protocols: list[SMTP] = field(default_factory=list)
 
@@ -200,10 +201,11 @@ def _authenticate(
     server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
 ) -> AuthResult:
     ok = isinstance(data, LoginPassword) and data.password == PASSWORD.encode()
+    handler = server.event_handler
+    assert isinstance(handler, Handler)
+    assert handler.sink is not None
+    handler.sink.auth_attempts.append(mechanism)
     if ok:
-        handler = server.event_handler
-        assert isinstance(handler, Handler)
-        assert handler.sink is not None
         handler.sink.logins.append(data.login.decode())
     return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd replies 535
 
@@ -463,6 +465,27 @@ def test_wrong_password_keeps_the_reply_queued_and_is_never_quoted(
     assert "AUTH" in str(info.value)
     assert PASSWORD not in str(info.value)
     assert sink.messages == []
+
+
+def test_a_refused_password_costs_one_login_with_one_mechanism(
+    start_server: Any, certs: Certs
+) -> None:
+    """smtplib's login() went on to LOGIN after PLAIN got 535: two failures per try."""
+    sink = start_server(mode="starttls")
+    config = settings(sink, security="starttls", ca_file=certs.ca_file, username="awayd")
+    sender = SmtpSender(config, lambda _source: "wrong-" + PASSWORD)
+    with sender, pytest.raises(SendError) as info:
+        sender.send("", "bob@example.net", MESSAGE)
+    assert info.value.scope == "auth"
+    assert sink.auth_attempts == ["PLAIN"]
+
+
+def test_an_unreachable_relay_is_a_relay_fault_not_the_message() -> None:
+    config = SmtpSettings(host="127.0.0.1", port=free_port(), tls=TlsSettings(security="none"),
+                          helo="awayd.test")
+    with SmtpSender(config, no_secret) as sender, pytest.raises(SendError) as info:
+        sender.send("", "bob@example.net", MESSAGE)
+    assert info.value.scope == "relay"
 
 
 # --- reply codes and network errors --------------------------------------------------------

@@ -290,3 +290,24 @@ def test_python_m_awayd_check_exits_78_on_a_bad_config(tmp_path: Path) -> None:
                           capture_output=True, text=True, env=env, check=False, timeout=120)
     assert done.returncode == 78
     assert len(done.stderr.splitlines()) == 2
+
+
+POISON = LUNCH.replace(b"Subject: Lunch", b"Subject: =?utf-8?q?caf=E9?=")
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "text"])
+def test_explain_writes_valid_utf8_for_a_latin1_byte_labelled_utf8(
+    config: Path, tmp_path: Path, as_json: bool
+) -> None:
+    path = tmp_path / "poison.eml"
+    path.write_bytes(POISON)
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}  # even where the locale cannot say é
+    done = subprocess.run(
+        [sys.executable, "-m", "awayd", "explain", "--config", str(config), "--at", AT,
+         *(["--json"] if as_json else []), str(path)],
+        capture_output=True, env=env, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.decode("utf-8")  # strict: raises on anything but valid UTF-8
+    assert "Auto: café" in text
+    if as_json:
+        assert json.loads(text)["reply"]["subject"] == "Auto: café"

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from awayd.core.compose import MAX_SUBJECT_CHARS, compose, recipient_name, shorten
 from awayd.core.message import one_line, parse
 from awayd.core.wire import needs_smtputf8, without_utf8_ids
-from tests.unit.core.conftest import NOW, _eml, _mailbox
 
 ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[qQbB]\?[^?\s]*\?=")
 
@@ -129,15 +128,16 @@ SUBJECT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=400).map
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(subject=SUBJECT, name=NAME, own_name=NAME)
-def test_every_reply_header_line_keeps_the_limits_and_decodes_to_the_reply(subject, name,
-                                                                           own_name) -> None:
+def test_every_reply_header_line_keeps_the_limits_and_decodes_to_the_reply(
+    permissive, eml, now, subject, name, own_name
+) -> None:
     """Random subjects and names, from the raw UTF-8 original to the bytes on the wire."""
-    mb = dataclasses.replace(_mailbox(), display_name=own_name)
-    raw = _eml(from_=f"{name} <bob@example.net>", subject=subject)
+    mb = dataclasses.replace(permissive, display_name=own_name)
+    raw = eml(from_=f"{name} <bob@example.net>", subject=subject)
     rule = mb.rules[0]
     # compose directly: the guards (an auto-reply subject, ...) are not what is tested here
     reply = compose(parse(raw), mb, rule, rule.templates, language="fr", sender="bob@example.net",
-                    recipient="alice@example.org", envelope_from="", now=NOW,
+                    recipient="alice@example.org", envelope_from="", now=now,
                     message_id="<awayd.test@example.org>")
     data = reply.to_bytes()
     for line in head_lines(data):

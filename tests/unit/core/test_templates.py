@@ -46,9 +46,11 @@ VARS = {"rule": RuleVars("r", date(2026, 12, 20), date(2027, 1, 4)), "language":
         ('{{ rule.until | date("full") }}', "lundi 4 janvier 2027"),
         ('{{ rule.until | date("short") }}', "04/01/2027"),
         ('{{ rule.until | date("iso") }}', "2027-01-04"),
-        ('{{ rule.until | date("long", "en") }}', "4 January 2027"),
-        ('{{ rule.until | date("full", "en") }}', "Monday, 4 January 2027"),
-        ('{{ rule.until | date("short", "en") }}', "2027-01-04"),
+        ('{{ rule.until | date("long", "en") }}', "January 4, 2027"),
+        ('{{ rule.until | date("full", "en") }}', "Monday, January 4, 2027"),
+        ('{{ rule.until | date("short", "en") }}', "1/4/27"),
+        ('{{ rule.until | date("long", "en-GB") }}', "4 January 2027"),
+        ('{{ rule.until | date("long", "pl") }}', "4 stycznia 2027"),
         ('{{ rule.until | date("long", "de") }}', "4. Januar 2027"),
         ('{{ rule.until | date("full", "de") }}', "Montag, 4. Januar 2027"),
         ('{{ rule.until | date("long", "es") }}', "4 de enero de 2027"),
@@ -112,7 +114,7 @@ def test_date_filter_uses_the_chosen_reply_language(make_mailbox, run, eml) -> N
         translations:
           en: {text: "until {{ rule.until | date }}"}
 """, message={"extra": ("Content-Language: en",)})
-    assert text == "until 4 January 2027\n"
+    assert text == "until January 4, 2027\n"
 
 
 def test_datetime_until_is_written_with_its_time(make_mailbox, run, eml) -> None:
@@ -241,3 +243,41 @@ def test_subject_with_a_line_break_for_some_messages_gives_render_error(make_mai
     decision = run(eml(subject="urgent"), mailbox)
     assert decision.reason == "render-error"
     assert "line break" in decision.detail
+
+
+NAMELESS = {"sender": SenderVars("bob@example.net", "", "")}
+NAMED = {"sender": SenderVars("bob@example.net", "Bob Martin", "Bob")}
+
+
+@pytest.mark.parametrize(
+    ("source", "nameless", "named"),
+    [
+        ("Hello {{ sender.first_name }},", "Hello,", "Hello Bob,"),
+        ('Bonjour {{ sender.first_name or "" }},', "Bonjour,", "Bonjour Bob,"),
+        ("Bonjour {{ sender.first_name }} !", "Bonjour !", "Bonjour Bob !"),
+        ("Hello {{ sender.first_name }}\nThanks.", "Hello\nThanks.", "Hello Bob\nThanks."),
+        ("Dear {{ sender.first_name }} {{ sender.first_name }}.", "Dear.", "Dear Bob Bob."),
+        ("Hi {{ sender.first_name if sender.first_name }}, ok", "Hi, ok", "Hi Bob, ok"),
+        ("Hello {{ sender.first_name }}and more", "Hello and more", "Hello Boband more"),
+        ("Literal , stays, {{ sender.first_name }}", "Literal , stays,", "Literal , stays, Bob"),
+    ],
+)
+def test_a_missing_name_leaves_no_space_before_punctuation(source: str, nameless: str, named: str) -> None:
+    assert render(compile_template(source), NAMELESS) == nameless
+    assert render(compile_template(source), NAMED) == named
+
+
+def test_a_missing_name_in_html_leaves_no_space_either() -> None:
+    assert render(compile_template("<p>Hello {{ sender.first_name }},</p>", html=True),
+                  NAMELESS) == "<p>Hello,</p>"
+
+
+def test_tidying_never_hides_an_undefined_variable() -> None:
+    with pytest.raises(RenderError, match="sendr"):
+        render(compile_template("Hello {{ sendr }},"), NAMELESS)
+
+
+def test_a_reply_to_a_sender_without_a_name_greets_without_a_stray_space(make_mailbox, run, eml) -> None:
+    text = reply_text(make_mailbox, run, eml, '        text: "Bonjour {{ sender.first_name }},"',
+                      message={"from_": "bob@example.net"})
+    assert text == "Bonjour,\n"

@@ -103,14 +103,34 @@ def test_each_instance_has_its_own_registry(clock: FakeClock) -> None:
     assert _value(second, "awayd_replies_sent_total", mailbox="alice") is None
 
 
-def test_seconds_since_last_check_is_computed_at_scrape_time(metrics: Metrics, clock: FakeClock) -> None:
+def test_last_check_timestamp_is_the_registration_until_the_first_check(
+    metrics: Metrics, clock: FakeClock
+) -> None:
+    registered = clock.now
     metrics.register_mailbox("alice", 60)
     clock.advance(5)
-    assert _value(metrics, "awayd_seconds_since_last_check", mailbox="alice") == 5
+    assert _value(metrics, "awayd_last_check_timestamp_seconds", mailbox="alice") == registered
     metrics.checked("alice", at=clock.now)
+    checked = clock.now
     clock.advance(42)
-    assert _value(metrics, "awayd_seconds_since_last_check", mailbox="alice") == 42
+    assert _value(metrics, "awayd_last_check_timestamp_seconds", mailbox="alice") == checked
     assert _value(metrics, "awayd_poll_interval_seconds", mailbox="alice") == 60
+
+
+def test_exposition_follows_prometheus_naming(metrics: Metrics) -> None:
+    """Counters end in _total, no _created series, units are suffixes, no help names a file."""
+    metrics.register_mailbox("alice", 60)
+    metrics.reply_sent("alice")
+    metrics.skipped("alice", "list")
+    families = list(text_string_to_metric_families(metrics.exposition().decode()))
+    names = {sample.name for family in families for sample in family.samples}
+    assert not [n for n in names if n.endswith("_created")]
+    for family in families:
+        if family.type == "counter":
+            assert all(s.name == family.name + "_total" for s in family.samples), family.name
+        assert "seconds_since" not in family.name
+        assert ".md" not in family.documentation, family.name
+    assert "awayd_last_check_timestamp_seconds" in names
 
 
 def test_an_older_check_never_moves_the_last_check_back(metrics: Metrics, clock: FakeClock) -> None:
@@ -118,7 +138,7 @@ def test_an_older_check_never_moves_the_last_check_back(metrics: Metrics, clock:
     metrics.checked("alice", at=clock.now)
     metrics.checked("alice", at=clock.now - 100)
     clock.advance(1)
-    assert _value(metrics, "awayd_seconds_since_last_check", mailbox="alice") == 1
+    assert _value(metrics, "awayd_last_check_timestamp_seconds", mailbox="alice") == clock.now - 1
 
 
 def test_health_is_ok_while_every_mailbox_was_checked_within_three_intervals(
@@ -162,7 +182,7 @@ def test_unregistered_mailboxes_do_not_count_for_health(metrics: Metrics, clock:
     metrics.unregister_mailbox("alice")
     clock.advance(10_000)
     assert metrics.health().ok
-    assert _value(metrics, "awayd_seconds_since_last_check", mailbox="alice") is None
+    assert _value(metrics, "awayd_last_check_timestamp_seconds", mailbox="alice") is None
 
 
 def test_reregistering_keeps_the_last_check_and_updates_the_interval(
@@ -200,7 +220,7 @@ def test_http_metrics_serves_the_text_exposition(
     assert samples[("awayd_replies_sent_total", (("mailbox", "alice"),))] == 1
     key = ("awayd_skips_total", (("mailbox", "alice"), ("reason", "precedence")))
     assert samples[key] == 1
-    assert samples[("awayd_seconds_since_last_check", (("mailbox", "alice"),))] == 7
+    assert samples[("awayd_last_check_timestamp_seconds", (("mailbox", "alice"),))] == clock.now - 7
     assert samples[("awayd_up", ())] == 1
     assert ("awayd_outbox_depth", ()) in samples
 
@@ -277,3 +297,26 @@ def test_parse_listen_accepts_host_port(listen: str, expected: tuple[str, int]) 
 def test_parse_listen_rejects_malformed_addresses(listen: str) -> None:
     with pytest.raises(ConfigError, match="metrics listen"):
         parse_listen(listen)
+
+
+def test_healthz_is_503_naming_a_relay_that_refused_our_login_until_it_accepts(
+    metrics: Metrics, server: MetricsServer
+) -> None:
+    metrics.relay_up("smtp.example.org:587", True)
+    metrics.auth_failed("smtp.example.org:587")
+    metrics.relay_up("smtp.example.org:587", False)
+    assert _get(server, "/healthz")[::2] == (503, "smtp auth refused: smtp.example.org:587\n")
+    assert _value(metrics, "awayd_smtp_auth_failures_total", relay="smtp.example.org:587") == 1
+    assert _value(metrics, "awayd_relay_up", relay="smtp.example.org:587") == 0
+
+    metrics.relay_up("smtp.example.org:587", True)
+    assert _get(server, "/healthz")[::2] == (200, "ok\n")
+    assert _value(metrics, "awayd_relay_up", relay="smtp.example.org:587") == 1
+
+
+def test_message_errors_and_store_failures_are_counted(metrics: Metrics) -> None:
+    metrics.message_error("alice", "render-error")
+    metrics.store_failed()
+    metrics.store_failed()
+    assert _value(metrics, "awayd_message_errors_total", mailbox="alice", reason="render-error") == 1
+    assert _value(metrics, "awayd_store_write_failures_total") == 2
