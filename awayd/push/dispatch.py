@@ -133,7 +133,7 @@ class PushDispatcher:
         try:
             futures = [self.executor.submit(self._run, f, None) for f in self.folders.values()]
             wait(futures)
-            failed = sum(1 for f in futures if not f.result())
+            failed = sum(1 for f in futures if not f.cancelled() and not f.result())
             self.pool.prune()
             self.log.info("push.swept", folders=len(futures), failed=failed, pooled=len(self.pool))
             return failed
