@@ -104,7 +104,10 @@ class Service:
         for mb in config.mailboxes:
             if mb.imap is None:
                 continue
-            self.metrics.register_mailbox(mb.name, mb.imap.poll_interval.total_seconds())
+            every = mb.imap.poll_interval
+            if mb.imap.push and config.push is not None:
+                every = config.push.sweep_interval  # checked by each sweep (and each event)
+            self.metrics.register_mailbox(mb.name, every.total_seconds())
             for folder in mb.imap.folders:
                 workers.append(FolderWorker(
                     mb, folder, pipeline=self.pipeline, store=self.store, make_watcher=make_watcher,

@@ -29,10 +29,10 @@ class PushFolder:
     """One folder of one push-mode mailbox; its FolderWorker holds a pooled connection only
     while it runs."""
 
-    def __init__(self, worker: FolderWorker, store: Any, log: Any) -> None:
+    def __init__(self, worker: FolderWorker, store: Any) -> None:
         self.worker = worker
         self.store = store
-        self.log = worker.log
+        self.log = worker.log  # bound to the mailbox and folder
         self.lock = threading.Lock()
 
     def wake(self, event: PushEvent | None = None) -> bool:
@@ -97,7 +97,7 @@ class PushDispatcher:
             self.users.add(mb.imap.username.lower())
             for folder in mb.imap.folders:
                 worker = make_worker(mb, folder, self._pooled)
-                self.folders[(mb.imap.username.lower(), folder)] = PushFolder(worker, store, log)
+                self.folders[(mb.imap.username.lower(), folder)] = PushFolder(worker, store)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push")
         self.sweeping = threading.Lock()
 

@@ -170,3 +170,21 @@ def test_a_message_without_an_event_is_answered_by_the_sweep(
     assert sorted(e["uid"] for e in d.events("message.processed")) == [1, 2]
     assert sorted(m.rcpt_tos for m in smtp_sink.messages) == [
         ("bob@example.net",), ("carol@example.com",)]
+
+
+def test_an_event_also_processes_an_earlier_message_whose_event_was_lost(
+        push_dovecot: tuple[Dovecot, int], smtp_sink: SmtpSink, daemons: Daemons,
+        tmp_path: Path) -> None:
+    """UID 1 comes without an event, UID 2 with one: the event processes the folder from its
+    checkpoint, so both are answered, in UID order, with the sweep an hour away."""
+    dovecot, port = push_dovecot
+    (a,) = users(1)
+    d = started(daemons, push_config(tmp_path, dovecot, port, smtp_sink, [a]), folders=1)
+    raw = message("bob@example.net", a, "No event").replace(
+        b"From: ", b"Return-Path: <bob@example.net>\r\nFrom: ", 1)
+    dovecot.append(a, [raw])
+    dovecot.deliver(a, message("carol@example.com", a), "carol@example.com")
+    d.wait_for("reply.sent", count=2)
+    assert [(e["uid"], e["sender"]) for e in d.events("message.processed")] == [
+        (1, "bob@example.net"), (2, "carol@example.com")]
+    assert len(d.events("push.swept")) == 1
