@@ -108,6 +108,25 @@ def figures(raw: dict[str, Any], ms_idle_target: float = 550.0) -> list[dict[str
                                runs, "pigeonhole", "lmtp_ms", "p50")))
         figs.append(figure("push: awayd idle CPU, 1 push mailbox", "% of one core",
                            [c * 100 for c in _pick(runs, "awayd_push", "idle_cpu")]))
+    if runs := raw.get("pushscale"):
+        n = runs[0]["mailboxes"]
+        rss = _pick(runs, "rss_mib")
+        cpu = [c * 100 for c in _pick(runs, "idle_cpu")]
+        p95 = _pick(runs, "latency_ms", "p95")
+        ready = _pick(runs, "listening_s")
+        figs.append(figure(f"push scale: awayd RSS, {n} mailboxes", "MiB", rss,
+                           target="<= 300 MiB", met=_median(rss) <= 300))
+        figs.append(figure(f"push scale: idle CPU between sweeps, {n} mailboxes", "% of one core",
+                           cpu, target="<= 2 %", met=_median(cpu) <= 2))
+        figs.append(figure(f"push scale: start until the endpoint listens, {n} mailboxes", "s",
+                           ready, target="<= 30 s", met=_median(ready) <= 30))
+        figs.append(figure(f"push scale: start-up sweep of {n} folders", "s",
+                           _pick(runs, "startup_sweep_s"),
+                           note="one master-user login per folder; every later sweep costs the same"))
+        figs.append(figure(f"push scale: delivery-to-reply p50, random of {n} mailboxes", "ms",
+                           _pick(runs, "latency_ms", "p50")))
+        figs.append(figure(f"push scale: delivery-to-reply p95, random of {n} mailboxes", "ms", p95,
+                           target="<= 100 ms", met=_median(p95) <= 100))
     if runs := raw.get("scale"):
         lat = raw.get("latency") or []
         one_rss = _pick(lat, "awayd_idle", "rss_mib") if lat else None
@@ -155,6 +174,9 @@ def checks(raw: dict[str, Any]) -> list[dict[str, Any]]:
         for who in ("pigeonhole", "awayd"):
             out.append({"what": f"burst run {i + 1} {who}: {run[who]['replies']}/{run[who]['expected']}"
                         " replies, one per sender", "ok": run[who]["exact"]})
+    for i, res in enumerate(raw.get("pushscale", [])):
+        out.append({"what": f"push scale run {i + 1}: {res['replies']}/{res['n']} replies",
+                    "ok": res["exact"]})
     for i, run in enumerate(raw.get("push", [])):
         for who, res in run.items():
             out.append({"what": f"push run {i + 1} {who}: {res['replies']}/{res['n']} replies",

@@ -46,7 +46,7 @@ def test_smoke_benchmark_completes_with_exact_reply_counts(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "latest-smoke.json").read_text())
     raw = result["raw"]
-    assert set(raw) == {"burst", "latency", "push", "scale", "catchup", "engine"}
+    assert set(raw) == {"burst", "latency", "push", "pushscale", "scale", "catchup", "engine"}
     settings = result["settings"]
     for run in raw["burst"]:
         for who in ("pigeonhole", "awayd"):
@@ -59,6 +59,9 @@ def test_smoke_benchmark_completes_with_exact_reply_counts(tmp_path: Path) -> No
         for contender in ("pigeonhole", "awayd_push"):
             assert run[contender]["replies"] == settings["latency"]
         assert run["awayd_push"]["swept"] == 1  # the replies came from events, not the sweep
+    for run in raw["pushscale"]:
+        assert run["mailboxes"] == settings["push_mailboxes"]
+        assert run["replies"] == settings["scale_samples"]
     for run in raw["scale"]:
         assert run["mailboxes"] == settings["mailboxes"]
         assert run["replies"] == settings["scale_samples"]
