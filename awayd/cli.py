@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = with_config(sub.add_parser("run", help="run the daemon in the foreground"))
     run.add_argument("--once", action="store_true",
                      help="process what is new, send, and exit (for cron and tests)")
+    run.add_argument("--init-state", action="store_true",
+                     help="start afresh on an existing empty state file (refused otherwise: "
+                     "every sender would be answered again)")
     chk = with_config(sub.add_parser("check", help="validate the config and templates, read "
                                      "every secret, print a summary"))
     chk.add_argument("--connect", action="store_true",

@@ -103,7 +103,7 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
     from awayd.service import run_service  # noqa: PLC0415
 
     configure_logging()
-    return run_service(config_path, once=args.once)
+    return run_service(config_path, once=args.once, init_state=args.init_state)
 
 
 def cmd_report(args: argparse.Namespace, config_path: Path) -> int:

@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from awayd.adapters.imap import FolderWatcher, append_message
 from awayd.adapters.secrets import resolve_secret
 from awayd.adapters.smtp import SmtpSender
+from awayd.adapters.state_lock import StateLock
 from awayd.adapters.store_absence import AbsenceCache
 from awayd.adapters.store_sqlite import SqliteStore
 from awayd.config import load_config
@@ -61,7 +62,7 @@ class Service:
     """Owns every resource of a running daemon."""
 
     def __init__(self, config_path: Path, *, clock: Clock = utc_now,
-                 environ: dict[str, str] | None = None) -> None:
+                 environ: dict[str, str] | None = None, init_state: bool = False) -> None:
         self.config_path = config_path
         self.clock = clock
         self.log = structlog.get_logger("awayd")
@@ -69,7 +70,13 @@ class Service:
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.config: Config = load_config(config_path)
-        self.store = SqliteStore.open(self.config.state.path)
+        # One daemon per state: a second one would answer the same mail again.
+        self.state_lock = StateLock.acquire(self.config.state.path)
+        try:
+            self.store = SqliteStore.open(self.config.state.path, init_state=init_state)
+        except BaseException:
+            self.state_lock.release()
+            raise
         self.absences = AbsenceCache(self.store.db, on_error=lambda error: self.log.error(
             "absence.unreadable", error=error))
         self.metrics = Metrics(clock=lambda: self.clock().timestamp())
@@ -112,7 +119,8 @@ class Service:
                 workers.append(FolderWorker(
                     mb, folder, pipeline=self.pipeline, store=self.store, make_watcher=make_watcher,
                     clock=self.clock, log=self.log, stop=self.worker_stop,
-                    on_checked=self.metrics.checked, on_reconnect=self.metrics.reconnect))
+                    on_checked=self.metrics.checked, on_reconnect=self.metrics.reconnect,
+                    on_idle_mode=self.metrics.folder_idle))
         return workers
 
     # --- one-shot -------------------------------------------------------------------------
@@ -313,9 +321,10 @@ class Service:
             self.http = None
         self.outbox.close(STOP_GRACE_S)
         self.store.close()
+        self.state_lock.release()
 
 
-def run_service(config_path: Path, *, once: bool) -> int:
-    service = Service(config_path)
+def run_service(config_path: Path, *, once: bool, init_state: bool = False) -> int:
+    service = Service(config_path, init_state=init_state)
     return service.run_once() if once else service.run()
 

@@ -44,6 +44,7 @@ class FolderWorker:
                  stop: threading.Event, backoff: Backoff | None = None,
                  on_checked: Callable[[str, float], None] | None = None,
                  on_reconnect: Callable[[str], None] | None = None,
+                 on_idle_mode: Callable[[str, str, bool], None] | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.mailbox = mailbox
         self.folder = folder
@@ -56,6 +57,8 @@ class FolderWorker:
         self.backoff = backoff or Backoff()
         self.on_checked = on_checked
         self.on_reconnect = on_reconnect
+        self.on_idle_mode = on_idle_mode
+        self._told_no_idle = False
         self.watcher: Watcher | None = None
         self.failures = 0
         self.store_failures = 0
@@ -96,10 +99,21 @@ class FolderWorker:
         else:
             self.last_uid = checkpoint.last_uid
         self.uidvalidity = uidvalidity
+        self._note_idle_mode(watcher)
         if self.failures:
             self.log.info("imap.reconnected", after_failures=self.failures)
         self.failures = 0
         return watcher
+
+    def _note_idle_mode(self, watcher: Watcher) -> None:
+        assert self.mailbox.imap is not None
+        if self.on_idle_mode is not None:
+            self.on_idle_mode(self.mailbox.name, self.folder, watcher.uses_idle)
+        if self.mailbox.imap.idle and not watcher.uses_idle and not self._told_no_idle:
+            self._told_no_idle = True  # once: every reconnect would say the same
+            self.log.warning("imap.idle_unsupported", poll_interval_s=round(
+                self.mailbox.imap.poll_interval.total_seconds(), 3),
+                note="the server does not offer IDLE: polling with NOOP every poll_interval")
 
     def drain(self) -> int:
         """Fetch and process everything after the checkpoint; returns the count."""
@@ -212,7 +226,8 @@ class FolderWorker:
                 if watcher.uses_idle:
                     self.idling = True
                     try:
-                        announced = self._idle(watcher, min(IDLE_WAKE_MAX_S, max(IDLE_WAKE_MIN_S, poll)))
+                        announced = self._idle(watcher, min(IDLE_WAKE_MAX_S, max(IDLE_WAKE_MIN_S, poll)),
+                                               check_every=max(IDLE_WAKE_MIN_S, poll))
                     finally:
                         self.idling = False
                 else:
@@ -222,14 +237,25 @@ class FolderWorker:
                     self._failed(err)
         self.close()
 
-    def _idle(self, watcher: Watcher, wake: float = IDLE_WAKE_MIN_S) -> bool:
+    def _idle(self, watcher: Watcher, wake: float = IDLE_WAKE_MIN_S,
+              check_every: float = IDLE_RENEW_S) -> bool:
+        """Wait in IDLE; True when the folder should be drained.
+
+        True also after `check_every` seconds of silence: some servers push late or never
+        (stock Cyrus announces after about 60 s), so the caller's drain ends the IDLE (DONE),
+        searches for new UIDs, and IDLE starts again after a NOOP. Mail is then answered
+        within about poll_interval whatever the server pushes.
+        """
         # the watcher keeps IDLE running across calls and renews it every IDLE_RENEW_S; a wake
         # every `wake` seconds records the check and sees a stop request
+        quiet_since = self.monotonic()
         while not self.stop.is_set():
             if watcher.wait(wake):
                 return True
             if self.on_checked is not None:  # a live IDLE is a check: the server would tell us
                 self.on_checked(self.mailbox.name, self.clock().timestamp())
+            if self.monotonic() - quiet_since >= check_every:
+                return True
         return False
 
     def close(self) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from awayd.adapters.store_inspect import StateFile, empty_state_error, inspect_state
 from awayd.errors import StateError
 
 # Each entry is one schema version: the statements that take version n-1 to n. Append, never
@@ -144,18 +146,29 @@ class Database:
         self._lock = threading.RLock()
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool, busy_timeout: float) -> Database:
+    def open(cls, path: Path, *, readonly: bool, busy_timeout: float,
+             init_state: bool = False) -> Database:
         """Open, and unless `readonly` create (0600) and migrate, the database at `path`.
+
+        What is already there is inspected before anything is written: another program's file
+        is refused untouched, and an existing empty one (0 bytes, or SQLite without a table) is
+        refused unless `init_state` says a fresh state is intended. A missing file is created
+        whole (schema included) under a temporary name, then linked into place, so a crash
+        during a first start never leaves an empty state behind.
 
         Raises:
             StateError: naming the file and the cause.
         """
+        found = inspect_state(path)
         if readonly:
-            if not path.is_file():
+            if found is StateFile.MISSING:
                 raise StateError(f"state database {path}: cannot open read-only: no such file")
             uri = path.resolve().as_uri() + "?mode=ro"
         else:
-            _create_private(path)
+            if found is StateFile.EMPTY and not init_state:
+                raise empty_state_error(path)
+            if found is StateFile.MISSING:
+                _create_fresh(path, busy_timeout)
             uri = path.resolve().as_uri() + "?mode=rw"
         try:
             conn = sqlite3.connect(
@@ -268,17 +281,41 @@ def state_error(path: Path, what: str, err: sqlite3.Error, busy_timeout: float |
     return error
 
 
-def _create_private(path: Path) -> None:
-    # Created here rather than by SQLite so the file is 0600 from its first byte (SQLite
-    # would use 0644 less the umask); the -wal and -shm files inherit the database's mode.
+def _create_fresh(path: Path, busy_timeout: float) -> None:
+    # Built under a temporary name (mkstemp: 0600 from its first byte, which the -wal and -shm
+    # files inherit) and linked into place only once migrated: a start killed half-way leaves
+    # no state file at all, and the next start is a first start again.
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # e.g. ~/.local/state/awayd
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.new-", dir=path.parent)
     except OSError as err:
         error = StateError(f"state database {path}: cannot open: {err.strerror or err}")
         error.transient = err.errno in (errno.ENOSPC, errno.EDQUOT)
         raise error from err
     os.close(fd)
+    fresh = Path(name)
+    try:
+        conn = sqlite3.connect(fresh, timeout=busy_timeout, isolation_level=None)
+        try:
+            _prepare_writable(conn, path)
+        finally:
+            conn.close()  # the last connection checkpoints and removes the -wal
+        try:
+            os.link(fresh, path)
+        except FileExistsError:
+            pass  # created meanwhile by another command: keep theirs
+        except OSError:
+            os.rename(fresh, path)  # a file system without hard links
+    except sqlite3.Error as err:
+        raise state_error(path, "cannot create", err, busy_timeout) from err
+    except OSError as err:
+        error = StateError(f"state database {path}: cannot create: {err.strerror or err}")
+        error.transient = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise error from err
+    finally:
+        for leftover in (fresh, *(fresh.with_name(fresh.name + s) for s in ("-wal", "-shm"))):
+            with suppress(OSError):
+                leftover.unlink()
 
 
 def _prepare_writable(conn: sqlite3.Connection, path: Path) -> None:

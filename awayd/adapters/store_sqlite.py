@@ -64,17 +64,20 @@ class SqliteStore:
         self._db = db
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False, busy_timeout: float = 5.0) -> SqliteStore:
+    def open(cls, path: Path, *, readonly: bool = False, busy_timeout: float = 5.0,
+             init_state: bool = False) -> SqliteStore:
         """Open (and create, with mode 0600, and migrate) the state database at `path`.
 
         `readonly` opens an existing database without ever writing to it, for `explain` and
         `report`. `busy_timeout` is how long to wait, in seconds, for another process's lock.
+        An existing empty file is refused unless `init_state` (`awayd run --init-state`).
 
         Raises:
             StateError: naming the file and the cause: cannot be created or read, not a
-                database, not awayd's, a newer schema, or locked past `busy_timeout`.
+                database, not awayd's, empty, a newer schema, or locked past `busy_timeout`.
         """
-        db = Database.open(path, readonly=readonly, busy_timeout=busy_timeout)
+        db = Database.open(path, readonly=readonly, busy_timeout=busy_timeout,
+                           init_state=init_state)
         if not readonly:
             db.limit_wal(WAL_SIZE_LIMIT)
         return cls(db)

@@ -166,6 +166,12 @@ class Metrics:
         )
         self._refused: set[str] = set()
         self._outbox = Gauge("awayd_outbox_depth", "Replies waiting in the outbox (pending).", registry=reg)
+        self._folder_idle = Gauge(
+            "awayd_folder_idle",
+            "1 while the folder is watched with IDLE, 0 while it is polled (no IDLE offered).",
+            ["mailbox", "folder"],
+            registry=reg,
+        )
         self._up = Gauge("awayd_up", "1 while the daemon is running.", registry=reg)
         self._up.set(1)
         reg.register(_CheckAgeCollector(self))
@@ -191,6 +197,10 @@ class Metrics:
 
     def reconnect(self, mailbox: str) -> None:
         self._reconnects.labels(mailbox).inc()
+
+    def folder_idle(self, mailbox: str, folder: str, idle: bool) -> None:
+        """Record whether the folder's connection uses IDLE (set on every connect)."""
+        self._folder_idle.labels(mailbox, folder).set(1 if idle else 0)
 
     def relay_up(self, relay: str, up: bool) -> None:
         """The relay answered (True) or is down or refusing our login (False)."""

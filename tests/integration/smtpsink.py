@@ -75,9 +75,10 @@ class SmtpSink:
     client may send NOTIFY=NEVER (see ReceivedMail.notify).
     """
 
-    def __init__(self, *, advertise_dsn: bool = True, **smtp_kwargs: Any) -> None:
+    def __init__(self, *, advertise_dsn: bool = True, port: int | None = None,
+                 **smtp_kwargs: Any) -> None:
         self.host = HOST
-        self.port = free_port()
+        self.port = port or free_port()  # a given port: a server coming back where it was
         self.advertise_dsn = advertise_dsn
         self._lock = threading.Condition()
         self._messages: list[ReceivedMail] = []

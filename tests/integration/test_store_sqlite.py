@@ -123,9 +123,9 @@ def test_schema_version_is_recorded(store: SqliteStore, db_path: Path) -> None:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
-def test_an_empty_existing_file_is_migrated(db_path: Path) -> None:
+def test_an_empty_existing_file_is_migrated_when_a_fresh_state_is_asked_for(db_path: Path) -> None:
     db_path.touch(mode=0o600)
-    with SqliteStore.open(db_path) as store:
+    with SqliteStore.open(db_path, init_state=True) as store:
         store.set_checkpoint("alice", "INBOX", 7, 10)
         assert store.get_checkpoint("alice", "INBOX") is not None
 
