@@ -21,14 +21,18 @@ import time
 import uuid
 from pathlib import Path
 
+# One Dovecot push set-up for tests and benchmarks (bench/run runs from the repository root).
+from tests.integration.dovecotpush import (  # noqa: F401 (MASTER_USER: re-exported)
+    MASTER_USER,
+    master_config,
+    push_config,
+    push_unavailable_reason,
+)
+
 HOST = "127.0.0.1"
 DOMAIN = "bench.example.org"
 SENDER_DOMAIN = "senders.example.net"  # .test is refused by awayd's invalid-sender guard
 PASSWORD = "pw"
-MASTER_USER = "awayd-master"
-MASTER_PASSWORD = "master-pw"
-CONTRIB = Path(__file__).resolve().parent.parent / "contrib" / "dovecot"
-PUSH_PLUGINS = ("lib01_mail_lua_plugin.so", "lib22_push_notification_lua_plugin.so")
 MAIL_USER = "awaydmail"
 SIEVE_PLUGIN = Path("/usr/lib/dovecot/modules/lib90_sieve_plugin.so")
 INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
@@ -50,8 +54,8 @@ def unavailable_reason() -> str | None:
         return "dovecot is not installed (apt-get install dovecot-imapd dovecot-lmtpd dovecot-sieve)"
     if not SIEVE_PLUGIN.exists() or shutil.which("sievec") is None:
         return "Pigeonhole is not installed (apt-get install dovecot-sieve)"
-    if not all((SIEVE_PLUGIN.parent / m).exists() for m in PUSH_PLUGINS):
-        return "Dovecot's Lua push_notification plugins are missing (dovecot-core 2.3.19 or later)"
+    if (reason := push_unavailable_reason()) is not None:
+        return reason
     if os.geteuid() != 0:
         return "a private dovecot needs root (its master switches to the mail uid)"
     return None
@@ -174,35 +178,8 @@ class Dovecot:
         self.master_password_file = self.dir / "master.pass"
         config = self._config()
         if push is not None:
-            config += self._push_config(*push)
+            config += master_config(self.dir) + push_config(self.dir, *push)
         self.conf_path.write_text(config, encoding="utf-8")
-
-    def _push_config(self, url: str, token: str) -> str:
-        """A master passdb and contrib/dovecot/awayd-push.conf (this instance's paths)."""
-        self.master_password_file.write_text(MASTER_PASSWORD + "\n", encoding="utf-8")
-        os.chmod(self.master_password_file, 0o600)
-        masters = self.dir / "master-users"
-        masters.write_text(f"{MASTER_USER}:{{PLAIN}}{MASTER_PASSWORD}\n", encoding="utf-8")
-        os.chmod(masters, 0o644)
-        lua = self.dir / "awayd-push.lua"
-        shutil.copyfile(CONTRIB / "awayd-push.lua", lua)
-        os.chmod(lua, 0o644)
-        secret = self.dir / "awayd-push-token.conf"
-        secret.write_text(f"plugin {{\n  awayd_push_token = {token}\n}}\n", encoding="utf-8")
-        os.chmod(secret, 0o600)
-        text = (CONTRIB / "awayd-push.conf").read_text(encoding="utf-8")
-        for old, new in (("/etc/dovecot/awayd-push.lua", str(lua)),
-                         ("http://127.0.0.1:8787/events", url),
-                         ("/etc/dovecot/awayd-push-token.conf", str(secret))):
-            text = text.replace(old, new)
-        return f"""
-auth_master_user_separator = *
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {masters}
-  master = yes
-}}
-{text}"""
 
     def start(self, timeout: float = 20.0) -> None:
         with (self.dir / "log" / "master.out").open("ab") as out:

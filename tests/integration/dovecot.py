@@ -26,17 +26,16 @@ from typing import Any
 from imapclient import IMAPClient
 
 from awayd.configtypes import ImapSettings, SecretSource, Security, TlsSettings
+from tests.integration.dovecotpush import (  # noqa: F401 (MASTER_USER, push_unavailable_reason: re-exported)
+    MASTER_USER,
+    master_config,
+    push_config,
+    push_unavailable_reason,
+)
 
 HOST = "127.0.0.1"
 DOMAIN = "example.org"
 PASSWORD = "pw"
-#: A Dovecot master user (its own passdb): logs in as any user, as `user*MASTER_USER` or with
-#: AUTHENTICATE PLAIN and the user as authorization identity.
-MASTER_USER = "awayd-master"
-MASTER_PASSWORD = "master-pw"
-#: The shipped push_notification snippet and Lua script (used as they are, paths replaced).
-CONTRIB = Path(__file__).resolve().parents[2] / "contrib" / "dovecot"
-PUSH_PLUGINS = ("lib01_mail_lua_plugin.so", "lib22_push_notification_lua_plugin.so")
 MAIL_USER = "awaydmail"
 #: Well-known users; tests that need an empty mailbox take a fresh address (add_user).
 DEFAULT_USERS = ("alice@example.org", "bob@example.org", "carol@example.org")
@@ -88,15 +87,6 @@ def unavailable_reason() -> str | None:
         return "a private dovecot needs root (its master switches to the mail uid)"
     if shutil.which("openssl") is None:
         return "openssl is not installed (needed for the IMAPS test certificate)"
-    return None
-
-
-def push_unavailable_reason() -> str | None:
-    """Why Dovecot cannot run the push_notification Lua driver here, or None."""
-    modules = Path("/usr/lib/dovecot/modules")
-    missing = [m for m in PUSH_PLUGINS if not (modules / m).exists()]
-    if missing:
-        return f"Dovecot's Lua push plugins are missing ({', '.join(missing)}; dovecot-core)"
     return None
 
 
@@ -182,7 +172,7 @@ class Dovecot:
         self.conf_path = directory / "dovecot.conf"
         #: Holds PASSWORD; imap_settings() points SecretSource(file=...) at it.
         self.password_file = directory / "imap.pass"
-        #: Holds MASTER_PASSWORD, for `master_password_file`.
+        #: The master password (written by master_config), for `master_password_file`.
         self.master_password_file = directory / "master.pass"
         #: The SASL mechanisms offered (AUTH=...); LOGIN works whatever they are.
         self.mechanisms = mechanisms
@@ -379,11 +369,6 @@ class Dovecot:
             self.add_user(user)
         self.password_file.write_text(PASSWORD + "\n", encoding="utf-8")
         os.chmod(self.password_file, 0o600)
-        self.master_password_file.write_text(MASTER_PASSWORD + "\n", encoding="utf-8")
-        os.chmod(self.master_password_file, 0o600)
-        masters = self.dir / "master-users"
-        masters.write_text(f"{MASTER_USER}:{{PLAIN}}{MASTER_PASSWORD}\n", encoding="utf-8")
-        os.chmod(masters, 0o644)
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
              "-subj", "/CN=localhost",
@@ -396,25 +381,8 @@ class Dovecot:
         os.chmod(self.key_path, 0o600)
         config = self._config(uid, gid)
         if self.push is not None:
-            config += self._push_config(*self.push)
+            config += push_config(self.dir, *self.push)
         self.conf_path.write_text(config, encoding="utf-8")
-
-    def _push_config(self, url: str, token: str) -> str:
-        """contrib/dovecot/awayd-push.conf with this instance's paths, URL and token file."""
-        lua = self.dir / "awayd-push.lua"
-        shutil.copyfile(CONTRIB / "awayd-push.lua", lua)
-        os.chmod(lua, 0o644)
-        secret = self.dir / "awayd-push-token.conf"
-        secret.write_text(f"plugin {{\n  awayd_push_token = {token}\n}}\n", encoding="utf-8")
-        os.chmod(secret, 0o600)
-        text = (CONTRIB / "awayd-push.conf").read_text(encoding="utf-8")
-        for old, new in (("/etc/dovecot/awayd-push.lua", str(lua)),
-                         ("http://127.0.0.1:8787/events", url),
-                         ("/etc/dovecot/awayd-push-token.conf", str(secret))):
-            if old not in text:
-                raise RuntimeError(f"{CONTRIB / 'awayd-push.conf'} no longer names {old}")
-            text = text.replace(old, new)
-        return "\n" + text
 
     def _config(self, uid: int, gid: int) -> str:
         d = self.dir
@@ -450,12 +418,7 @@ mail_location = maildir:~/Maildir
 mail_fsync = never
 mail_max_userip_connections = 1000
 
-auth_master_user_separator = *
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {d}/master-users
-  master = yes
-}}
+{master_config(d)}
 passdb {{
   driver = static
   args = password={PASSWORD}
