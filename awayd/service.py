@@ -53,6 +53,18 @@ def make_watcher(mailbox: Mailbox, folder: str) -> FolderWatcher:
                          log=structlog.get_logger("awayd.imap").bind(mailbox=mailbox.name))
 
 
+#: A mail host's 20,000 names would make one log line of half a megabyte.
+LOGGED_NAMES = 50
+
+
+def mailbox_names(config: Config) -> list[str]:
+    """The mailbox names for a log line: all of them, or the first LOGGED_NAMES and a count."""
+    names = [m.name for m in config.mailboxes]
+    if len(names) <= LOGGED_NAMES:
+        return names
+    return [*names[:LOGGED_NAMES], f"... {len(names) - LOGGED_NAMES} more"]
+
+
 def longest_interval(config: Config) -> timedelta:
     intervals = [r.interval for m in config.mailboxes for r in m.rules] or [timedelta(days=7)]
     return max(*intervals, timedelta(days=1))
@@ -280,7 +292,7 @@ class Service:
         self.config = config
         self.pipeline = self._pipeline(config)
         self._start_workers(self.scheduler)
-        self.log.info("config.reloaded", mailboxes=[m.name for m in config.mailboxes])
+        self.log.info("config.reloaded", mailboxes=mailbox_names(config))
         self.notifier.ready()
 
     def run(self, install_signals: bool = True) -> int:
@@ -299,7 +311,7 @@ class Service:
                 self.log.warning("smtp.tls_verify_disabled", mailbox=mb.name, host=mb.smtp.host,
                                  note="the SMTP server's certificate is not checked")
         self.notifier.ready()
-        self.log.info("service.started", mailboxes=[m.name for m in self.config.mailboxes],
+        self.log.info("service.started", mailboxes=mailbox_names(self.config),
                       folders=len(self.workers))
         while not self.stop_event.is_set():
             self.wake.wait(1.0)
