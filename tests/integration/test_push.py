@@ -188,3 +188,23 @@ def test_an_event_also_processes_an_earlier_message_whose_event_was_lost(
     assert [(e["uid"], e["sender"]) for e in d.events("message.processed")] == [
         (1, "bob@example.net"), (2, "carol@example.com")]
     assert len(d.events("push.swept")) == 1
+
+
+def test_an_event_dropped_while_awayd_was_down_is_answered_by_the_sweep(
+        push_dovecot: tuple[Dovecot, int], smtp_sink: SmtpSink, daemons: Daemons,
+        tmp_path: Path) -> None:
+    """Dovecot's POST fails (nothing listens: the event is lost, the delivery goes on); the
+    sweep at the next start answers the message, once."""
+    dovecot, port = push_dovecot
+    (a,) = users(1)
+    config = push_config(tmp_path, dovecot, port, smtp_sink, [a])
+    first = started(daemons, config, folders=1)
+    assert first.stop() == 0
+    before = dovecot.log_text().count("awayd push:")
+    dovecot.deliver(a, message("bob@example.net", a, "While you were down"), "bob@example.net")
+    assert dovecot.log_text().count("awayd push:") == before + 1  # the script logged the lost POST
+    second = daemons.start(config)
+    second.wait_for("reply.sent")
+    second.wait_for("push.swept")
+    assert [(e["uid"], e["reason"]) for e in second.events("message.processed")] == [(1, "reply")]
+    assert len(smtp_sink.messages) == 1
