@@ -56,7 +56,8 @@ class PushServer:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self.thread.is_alive():  # shutdown() waits for serve_forever(), which may never have run
+            self.server.shutdown()
         self.server.server_close()
         if self.listen.startswith("unix:"):
             with contextlib.suppress(OSError):
@@ -71,14 +72,6 @@ def _handler(expected: bytes, accept: Callable[[list[PushEvent]], None],
         server_version = "awayd-push"
 
         def do_POST(self) -> None:
-            if self.path != PATH:
-                self._answer(404)
-                return
-            given = self.headers.get("Authorization", "").encode("utf-8", "replace")
-            if not hmac.compare_digest(given, expected):
-                log.warning("push.refused", status=401, note="missing or wrong token")
-                self._answer(401)
-                return
             try:
                 length = int(self.headers.get("Content-Length", ""))
             except ValueError:
@@ -88,14 +81,24 @@ def _handler(expected: bytes, accept: Callable[[list[PushEvent]], None],
                 log.warning("push.refused", status=413, length=length)
                 self._answer(413)
                 return
+            # read before any answer: a client still sending would get a broken pipe
+            body = self.rfile.read(length)
+            if self.path != PATH:
+                self._answer(404)
+                return
+            given = self.headers.get("Authorization", "").encode("utf-8", "replace")
+            if not hmac.compare_digest(given, expected):
+                log.warning("push.refused", status=401, note="missing or wrong token")
+                self._answer(401)
+                return
             try:
-                events = parse_body(self.rfile.read(length))
+                events = parse_body(body)
             except EventError as err:
                 log.warning("push.refused", status=400, error=str(err))
                 self._answer(400)
                 return
+            accept(events)  # only queues: 202 means "queued", and comes at once
             self._answer(202)
-            accept(events)
 
         def do_GET(self) -> None:
             self._answer(405)
@@ -103,7 +106,7 @@ def _handler(expected: bytes, accept: Callable[[list[PushEvent]], None],
         def _answer(self, status: int) -> None:
             self.send_response(status)
             self.send_header("Content-Length", "0")
-            if status != 202:  # the body may be unread: this connection cannot carry another
+            if status in (411, 413):  # the body is unread: this connection cannot carry another
                 self.send_header("Connection", "close")
                 self.close_connection = True
             self.end_headers()
