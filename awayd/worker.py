@@ -65,7 +65,8 @@ class FolderWorker:
         self._made: Watcher | None = None
         self.uidvalidity = 0
         self.last_uid = 0
-        self.with_text = any(rule.translations for rule in mailbox.rules)
+        # always: the guards know a bounce or an auto-reply by its first words, not only by headers
+        self.with_text = True
         self.monotonic = monotonic
         self._not_before = 0.0
         self._lock = threading.Lock()

@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import engine, phases, push, scale
+from bench import engine, phases, push, quality, scale
 from bench.report import checks, figures, machine, summary, versions
 from bench.sink import Sink
 from bench.testbed import Dovecot, InotifyLimit, raise_fd_limit, unavailable_reason
 
 ROOT = Path(__file__).resolve().parent.parent
-PHASES = ("burst", "latency", "push", "pushscale", "scale", "catchup", "engine")
+PHASES = ("burst", "latency", "push", "pushscale", "scale", "catchup", "engine", "quality")
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,10 @@ def run_phases(s: Settings, wanted: list[str], dv: Dovecot, sink: Sink, work: Pa
     if "engine" in wanted:
         raw["engine"] = engine.measure(ROOT / "tests" / "data", s.engine_s, max(s.runs, 1))
         say(f"engine: {raw['engine']['decisions_per_s']:.0f} decisions/s")
+    if "quality" in wanted:
+        raw["quality"] = quality.measure()
+        say("quality: " + ", ".join(f"{k} {100 * v['rate']:.1f} % of {v['total']}"
+                                    for k, v in raw["quality"]["sets"].items()))
     return raw
 
 

@@ -164,6 +164,13 @@ def figures(raw: dict[str, Any], ms_idle_target: float = 550.0) -> list[dict[str
         figs.append(figure(f"engine: decisions/s over {eng['messages']} corpus messages", "1/s",
                            eng["runs"], baseline="stdlib email parse",
                            base_values=[eng["baseline_stdlib_parse_per_s"]] * len(eng["runs"])))
+    if q := raw.get("quality"):
+        for key, target in (("machine/from", 99.5), ("machine/relay", 98.0), ("human", 100.0)):
+            res = q["sets"][key]
+            what = "answered" if key == "human" else "skipped"
+            figs.append(figure(f"quality: {key} mail {what} ({res['total']} public messages)", "%",
+                               [100 * res["rate"]], target=f">= {target} %",
+                               met=100 * res["rate"] >= target))
     return figs
 
 

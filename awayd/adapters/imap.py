@@ -41,6 +41,7 @@ from awayd.adapters.imap_conn import (
 )
 from awayd.adapters.secrets import resolve_secret
 from awayd.configtypes import ImapSettings
+from awayd.core.machine import TEXT_PREFIX
 from awayd.errors import SourceError
 
 __all__ = [
@@ -57,8 +58,9 @@ __all__ = [
 FETCH_BATCH = 500
 #: RFC 2177 asks clients to re-issue IDLE within 29 minutes; 25 leaves room for NAT timeouts.
 IDLE_REFRESH = 25 * 60.0
-#: How much of the body `fetch_new(with_text=True)` peeks at (language detection, rule match).
-TEXT_PEEK_BYTES = 1024
+#: How much of the body `fetch_new(with_text=True)` peeks at (guards, language, rule match):
+#: exactly what the core reads, so `awayd explain` on a whole file decides as the daemon does.
+TEXT_PEEK_BYTES = TEXT_PREFIX
 
 _SEEN = b"\\Seen"
 _HEADER_KEY = b"BODY[HEADER]"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
 from awayd.configtypes import Mailbox
+from awayd.core import machine
 from awayd.core import own as ow
 from awayd.core import reasons as r
 from awayd.core.message import Address, Message, one_line, unwrap_srs
@@ -36,23 +37,19 @@ class Context:
     arrival: datetime | None  # INTERNALDATE; None: judged from the topmost Received: line
     sender: str | None = None  # envelope sender as written; None before guard 3 ran
     sender_key: str = ""
+    #: what several guards derive from the body, derived once (never compared or hashed)
+    memo: dict[str, str | None] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
 
 Guard = Callable[[Context], str | None]  # returns a human detail when it refuses
 
 _SYSTEM_LOCAL = re.compile(
     r"^(mailer-daemon|postmaster|listserv|majordomo|mailman|.+-request|owner-.+|.*-bounces?(\+.*)?"
-    r"|bounces?(\+.*)?|.*-bounces-.*|bounce-.+)$"
+    r"|bounces?([-+=_].+)?|.+-bounces?([-+=].*)?)$"
 )
+_BATV = re.compile(r"^(prvs|btv1|msprvs1)=[^=]+=(.+)$")  # BATV tags the local part: prvs=tag=bob
 _NOREPLY_LOCAL = re.compile(
     r"^(no[-_.]?reply|do[-_.]?not[-_.]?reply|dont[-_.]?reply|notifications?[-_.]?only)([-_.+].*)?$"
-)
-_AUTO_SUBJECT = re.compile(
-    r"^\s*(auto(matic)?[ -]?(reply|response|answer)\b|auto:|autoreply|out of (the )?office\b"
-    r"|r[ée]ponse automatique|absence du bureau|abwesenheitsnotiz|automatische antwort"
-    r"|respuesta autom[aá]tica|risposta automatica|resposta autom[aá]tica|automatisch antwoord"
-    r"|fuori sede|ausente|afwezig)",
-    re.IGNORECASE,
 )
 _AUTORESPONDER_HEADERS = ("x-autoreply", "x-autorespond", "x-auto-reply-from", "x-mail-autoreply",
                           "x-autoresponder", "x-auto-reply", "x-vacation")
@@ -147,6 +144,10 @@ def _loop(c: Context) -> str | None:
         # whole addresses only: X-Loop: malice@example.org does not name alice@example.org
         if any(ow.owns(c.mailbox, token) for token in _ADDRESS_TOKEN.findall(value)):
             return "X-Loop names this mailbox"
+    for value in c.message.get_all("x-ms-exchange-inbox-rules-loop"):
+        # Exchange adds it when a mailbox's inbox rule forwarded or answered the message
+        if any(ow.owns(c.mailbox, token) for token in _ADDRESS_TOKEN.findall(value)):
+            return "X-MS-Exchange-Inbox-Rules-Loop names this mailbox"
     mid = (c.message.message_id or "").lower()
     if mid.startswith("<awayd."):
         return "Message-ID is one of awayd's own replies"
@@ -154,18 +155,27 @@ def _loop(c: Context) -> str | None:
 
 
 def _local_parts(c: Context) -> list[str]:
+    known = c.memo.get("locals")
+    if known is not None:
+        return known.split("\n")
     parts = [c.sender_key.rpartition("@")[0]]
     sender_from = c.message.from_address
     if sender_from is not None:
         parts.append(unwrap_srs(sender_from.address).lower().rpartition("@")[0])
+    parts = [m.group(2) if "=" in p and (m := _BATV.match(p)) else p for p in parts]
+    c.memo["locals"] = "\n".join(parts)
     return parts
 
 
 def _system_sender(c: Context) -> str | None:
-    for local in _local_parts(c):
+    parts = _local_parts(c)
+    for local in parts:
         if _SYSTEM_LOCAL.match(local):
             return f"local part {local!r} belongs to a mail system"
-    return None
+    sender_from = c.message.from_address
+    if sender_from is not None and machine.system_display_name(sender_from.name):
+        return f"From {sender_from.name!r} is a mail system's name"
+    return machine.cron_mail(c.message, parts)
 
 
 def _noreply_sender(c: Context) -> str | None:
@@ -203,37 +213,75 @@ def _list(c: Context) -> str | None:
     for name in _LIST_HEADERS:
         if c.message.has(name):
             return f"{name.title()} header: mail from a mailing list"
+    if _client(c) is None:
+        found = machine.moderation(c.message.subject, _text(c))
+        if found:
+            return f"{found!r}: a list's moderation notice"
     return None
 
 
+def _text(c: Context) -> str:
+    if "text" not in c.memo:
+        c.memo["text"] = machine.opening_text(c.message)
+    return c.memo["text"] or ""
+
+
+def _report(c: Context) -> str | None:
+    if "report" not in c.memo:
+        c.memo["report"] = machine.report_kind(c.message)
+    return c.memo["report"]
+
+
+def _client(c: Context) -> str | None:
+    if "client" not in c.memo:
+        c.memo["client"] = machine.human_client(c.message)
+    return c.memo["client"]
+
+
 def _dsn(c: Context) -> str | None:
-    ct = c.message.content_type
-    if "multipart/report" in ct and "delivery-status" in ct:
-        return "a delivery status notification (multipart/report)"
-    if ct.startswith("message/delivery-status"):
-        return "a delivery status notification"
+    kind = _report(c)
+    if kind is not None and kind != "disposition-notification":
+        what = {"delivery-status": "a delivery status notification",
+                "feedback-report": "an abuse or feedback report (RFC 5965)"}.get(kind, "a report")
+        return f"{what} (multipart/report{'; ' + kind if kind else ''})"
     if c.message.has("x-failed-recipients"):
         return "X-Failed-Recipients: a bounce"
+    if _client(c) is not None:
+        return None  # a person's mail client: wording alone does not make it a bounce
+    subject = c.message.subject
+    if machine.bounce_subject(subject):
+        return f"subject {subject[:60]!r} is a bounce or a filter's notice"
+    found = machine.bounce_text(_text(c))
+    if found:
+        return f"the text opens like a bounce or a filter's notice ({found!r})"
     return None
 
 
 def _mdn(c: Context) -> str | None:
-    ct = c.message.content_type
-    if "disposition-notification" in ct:
+    if _report(c) == "disposition-notification":
         return "a read receipt (disposition notification)"
     return None
 
 
 def _autoresponder(c: Context) -> str | None:
+    m = c.message
     for name in _AUTORESPONDER_HEADERS:
-        if c.message.has(name):
+        if m.has(name):
             return f"{name} header: another auto-responder"
-    for value in c.message.get_all("x-autogenerated"):
+    for value in m.get_all("x-autogenerated"):
         if value.strip().lower() == "reply":
             return "X-Autogenerated: Reply"
-    subject = c.message.subject
-    if _AUTO_SUBJECT.match(subject):
+    for value in m.get_all("precedence"):
+        if value.strip().lower().replace("-", "_") == "auto_reply":
+            return "Precedence: auto_reply"
+    subject = m.subject
+    if machine.strong_auto_subject(subject):
         return f"subject {subject[:60]!r} is an automatic reply"
+    if _client(c) is not None:
+        return None  # a person who writes about an absence is answered
+    found = machine.auto_text(_text(c))
+    if found:
+        return f"the text opens like an automatic reply ({found!r})"
     return None
 
 
@@ -241,7 +289,7 @@ def _bulk(c: Context) -> str | None:
     for name in _BULK_HEADERS:
         if c.message.has(name):
             return f"{name} header: bulk or marketing mail"
-    if any(n.startswith("x-mailchimp-") for n in c.message.names):
+    if "\nx-mailchimp-" in "\n" + "\n".join(c.message.names):  # one scan, no generator
         return "Mailchimp headers: marketing mail"
     return None
 

@@ -46,7 +46,8 @@ def test_smoke_benchmark_completes_with_exact_reply_counts(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "latest-smoke.json").read_text())
     raw = result["raw"]
-    assert set(raw) == {"burst", "latency", "push", "pushscale", "scale", "catchup", "engine"}
+    assert set(raw) == {"burst", "latency", "push", "pushscale", "scale", "catchup", "engine",
+                        "quality"}
     settings = result["settings"]
     for run in raw["burst"]:
         for who in ("pigeonhole", "awayd"):
@@ -68,5 +69,6 @@ def test_smoke_benchmark_completes_with_exact_reply_counts(tmp_path: Path) -> No
     for run in raw["catchup"]:
         assert run["decided"] == run["replies"] == run["distinct_recipients"] == settings["catchup"]
     assert raw["engine"]["messages"] > 0
+    assert raw["quality"]["sets"]["machine/relay"]["total"] >= 300
     assert result["all_exact"]
     assert all(check["ok"] for check in result["checks"])
