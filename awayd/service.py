@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -32,7 +32,8 @@ from awayd.obs.metrics import Metrics, start_http
 from awayd.obs.notify import Notifier
 from awayd.outbox import Outbox
 from awayd.pipeline import Clock, Pipeline
-from awayd.worker import FolderWorker
+from awayd.push.mode import PushMode, start_push
+from awayd.worker import FolderWorker, Watcher
 
 STOP_GRACE_S = 8.0
 POLL_THREADS = 32  # polled folders share this many threads; a slow server holds only one
@@ -51,6 +52,18 @@ def make_watcher(mailbox: Mailbox, folder: str) -> FolderWatcher:
     assert mailbox.imap is not None
     return FolderWatcher(mailbox.imap, folder, secret_resolver=resolve_secret,
                          log=structlog.get_logger("awayd.imap").bind(mailbox=mailbox.name))
+
+
+#: A mail host's 20,000 names would make one log line of half a megabyte.
+LOGGED_NAMES = 50
+
+
+def mailbox_names(config: Config) -> list[str]:
+    """The mailbox names for a log line: all of them, or the first LOGGED_NAMES and a count."""
+    names = [m.name for m in config.mailboxes]
+    if len(names) <= LOGGED_NAMES:
+        return names
+    return [*names[:LOGGED_NAMES], f"... {len(names) - LOGGED_NAMES} more"]
 
 
 def longest_interval(config: Config) -> timedelta:
@@ -96,6 +109,7 @@ class Service:
         self.poll_jobs: list[tuple[str, FolderWorker]] = []
         self.worker_stop = threading.Event()
         self.http: Any = None
+        self.push: PushMode | None = None
 
     def _pipeline(self, config: Config) -> Pipeline:
         base = config.state.retry_base.total_seconds()
@@ -133,7 +147,10 @@ class Service:
         for mb in config.mailboxes:
             if mb.imap is None or (names is not None and mb.name not in names):
                 continue
-            self.metrics.register_mailbox(mb.name, mb.imap.poll_interval.total_seconds())
+            every = mb.imap.poll_interval
+            if mb.imap.push and config.push is not None:
+                every = config.push.sweep_interval  # checked by each sweep (and each event)
+            self.metrics.register_mailbox(mb.name, every.total_seconds())
             for folder in mb.imap.folders:
                 workers.append(FolderWorker(
                     mb, folder, pipeline=self.pipeline, store=self.store, make_watcher=make_watcher,
@@ -194,7 +211,8 @@ class Service:
     # --- daemon ---------------------------------------------------------------------------
 
     def _start_workers(self, scheduler: BackgroundScheduler) -> None:
-        """IDLE folders get a thread each; polled folders (`idle: false`) a scheduler job.
+        """IDLE folders get a thread each; polled folders (`idle: false`) a scheduler job;
+        push-mode folders have no connection of their own: events and the sweep wake them.
 
         With leases (several hosts), only the mailboxes this host holds get workers, now and
         whenever the lease keeper gains one."""
@@ -204,6 +222,8 @@ class Service:
             self.threads = []
             self.poll_jobs = []
             self._mailbox_stops = {}
+            self.push = start_push(self.config, scheduler, make_worker=self._push_worker,
+                                   store=self.store, clock=self.clock, log=self.log)
             if self.leases is None:
                 self._start_folders(scheduler, self._workers(self.config))
             else:
@@ -245,6 +265,8 @@ class Service:
             self.threads = [x for x in self.threads if x[0] not in going]
 
     def _start_folders(self, scheduler: BackgroundScheduler, workers: list[FolderWorker]) -> None:
+        # push-mode folders have no connection of their own: events and the sweep wake them
+        workers = [w for w in workers if w.mailbox.imap is not None and not w.mailbox.imap.push]
         self.workers.extend(workers)
         for w in workers:
             assert w.mailbox.imap is not None
@@ -258,9 +280,19 @@ class Service:
                                     next_run_time=self.clock())
             self.poll_jobs.append((job.id, w))
 
+    def _push_worker(self, mailbox: Mailbox, folder: str,
+                     make_watcher: Callable[[Mailbox, str], Watcher]) -> FolderWorker:
+        return FolderWorker(
+            mailbox, folder, pipeline=self.pipeline, store=self.store, make_watcher=make_watcher,
+            clock=self.clock, log=self.log, stop=self.worker_stop,
+            on_checked=self.metrics.checked, on_reconnect=self.metrics.reconnect)
+
     def _stop_workers(self, scheduler: BackgroundScheduler) -> None:
         with self._workers_lock:
             self.worker_stop.set()
+            if self.push is not None:
+                self.push.stop(scheduler)
+                self.push = None
             for stop in self._mailbox_stops.values():
                 stop.set()
             for job_id, worker in self.poll_jobs:
@@ -327,19 +359,21 @@ class Service:
     def reload(self) -> None:
         self.notifier.reloading()
         try:
-            config = load_config(self.config_path)
+            config = load_config(self.config_path, previous=self.config)
         except ConfigError as err:
             self.log.error("config.reload_rejected", problems=list(err.problems),
                            note="the previous configuration keeps running")
             self.notifier.ready()
             return
+        for note in config.notes:  # e.g. a failing mailbox_command: its old list is kept
+            self.log.warning("config.reload_note", note=note)
         if (config.state.path, config.state.url) != (self.config.state.path, self.config.state.url):
             self.log.warning("config.state_path_ignored", note="a new state path needs a restart")
         self._stop_workers(self.scheduler)
         self.config = config
         self.pipeline = self._pipeline(config)
         self._start_workers(self.scheduler)
-        self.log.info("config.reloaded", mailboxes=[m.name for m in config.mailboxes])
+        self.log.info("config.reloaded", mailboxes=mailbox_names(config))
         self.notifier.ready()
 
     def run(self, install_signals: bool = True) -> int:
@@ -358,7 +392,7 @@ class Service:
                 self.log.warning("smtp.tls_verify_disabled", mailbox=mb.name, host=mb.smtp.host,
                                  note="the SMTP server's certificate is not checked")
         self.notifier.ready()
-        self.log.info("service.started", mailboxes=[m.name for m in self.config.mailboxes],
+        self.log.info("service.started", mailboxes=mailbox_names(self.config),
                       folders=len(self.workers))
         while not self.stop_event.is_set():
             self.wake.wait(1.0)

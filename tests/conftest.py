@@ -13,12 +13,17 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
 
 from tests.integration.dovecot import DOMAIN, Dovecot, unavailable_reason
 from tests.integration.smtpsink import SmtpSink
 
 if TYPE_CHECKING:
     from tests.integration.postgres import Postgres
+
+# No per-example deadline: a deadline is a timing assertion, and CI machines are shared.
+settings.register_profile("awayd", deadline=None)
+settings.load_profile("awayd")
 
 #: Every test skipped for want of Dovecot is reported at this one place, so `pytest -ra`
 #: prints one line with a count instead of a line per test.
