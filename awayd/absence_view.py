@@ -6,25 +6,26 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from awayd.configtypes import Config, Mailbox
+from awayd.configtypes import Config, Mailbox, StateSettings
 from awayd.core.absence import OwnerAbsence, template_rule, with_absence
 from awayd.core.schedule import State, next_change, state
 from awayd.errors import StateError
 
 
-def read_absences(path: Path) -> tuple[dict[str, OwnerAbsence], str | None]:
+def read_absences(state: Path | StateSettings) -> tuple[dict[str, OwnerAbsence], str | None]:
     """The stored absences, read-only; never creates the state file.
 
     Returns the absences and, when none could be read, why: None when the file simply does not
     exist yet (the daemon never ran), else the error, for the caller to show.
     """
-    if not path.exists():
-        return {}, None
     from awayd.adapters.store_absence import read_absences as read_rows  # noqa: PLC0415
-    from awayd.adapters.store_sqlite import SqliteStore  # noqa: PLC0415
+    from awayd.adapters.store_api import open_store, state_exists  # noqa: PLC0415
 
+    settings = state if isinstance(state, StateSettings) else StateSettings(path=state)
+    if not state_exists(settings):
+        return {}, None
     try:
-        with SqliteStore.open(path, readonly=True) as store:
+        with open_store(settings, readonly=True) as store:
             return read_rows(store.db), None
     except StateError as err:
         return {}, str(err)

@@ -37,11 +37,17 @@ def _server(prefix: str, mailbox: str | None, settings: ImapSettings | SmtpSetti
     if settings.password is not None and (isinstance(settings, ImapSettings)
                                           or settings.username is not None):
         yield SecretUse(f"{prefix}.{_key(settings.password)}", mailbox, settings.password)
+    if isinstance(settings, ImapSettings) and settings.master_password is not None:
+        yield SecretUse(f"{prefix}.master_{_key(settings.master_password)}", mailbox,
+                        settings.master_password)
 
 
 def secret_uses(config: Config) -> list[SecretUse]:
     """Every secret of every server, the top-level smtp once."""
     uses = list(_server("smtp", None, config.smtp)) if config.smtp is not None else []
+    if config.push is not None:
+        key = _key(config.push.token).replace("password", "token")
+        uses.append(SecretUse(f"push.{key}", None, config.push.token))
     for i, mb in enumerate(config.mailboxes):
         if mb.imap is not None:
             uses += _server(f"mailboxes[{i}].imap", mb.name, mb.imap)
@@ -66,8 +72,14 @@ def secret_problems(config: Config, resolve: Callable[[SecretSource], str]) -> l
     from awayd.adapters.smtp import make_tls_context  # noqa: PLC0415 (smtplib only here)
 
     problems: list[tuple[str, str]] = []
+    tried: set[SecretSource] = set()
     for use in secret_uses(config):
-        who = f"mailbox {use.mailbox}" if use.mailbox else "every mailbox without its own smtp"
+        if use.source in tried:
+            continue  # one master password or relay secret shared by many mailboxes: once
+        tried.add(use.source)
+        who = f"mailbox {use.mailbox}" if use.mailbox else (
+            "the push endpoint" if use.path.startswith("push.") else
+            "every mailbox without its own smtp")
         try:
             secret = resolve(use.source)
         except ConfigError as err:

@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     st = with_config(sub.add_parser("status", help="per mailbox: owner absence, rules active "
                                     "now, next change"))
     st.add_argument("--json", action="store_true", help="one JSON object per mailbox, per line")
+    sta = sub.add_parser("state", help="manage the state store")
+    stas = sta.add_subparsers(dest="action", required=True, metavar="ACTION")
+    mig = with_config(stas.add_parser("migrate", help="copy the SQLite state into an empty "
+                                      "PostgreSQL database (stop the daemon first)"))
+    mig.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host/db")
+    mig.add_argument("--force", action="store_true", help="replace whatever state the target "
+                     "already holds (refused otherwise)")
     demo = sub.add_parser("demo", help="embedded IMAP and SMTP servers, a sample config, live "
                           "decisions")
     demo.add_argument("--keep", action="store_true", help="stay up after the samples so you can "
@@ -181,7 +188,7 @@ def _say(err: AwaydError) -> None:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    from awayd import commands, commands_away  # noqa: PLC0415 (keeps `awayd --help` fast)
+    from awayd import commands, commands_away, commands_state  # noqa: PLC0415 (keeps `awayd --help` fast)
 
     config_path = Path(getattr(args, "config", None) or default_config())
     handler = {
@@ -195,6 +202,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "away": commands_away.cmd_away,
         "back": commands_away.cmd_back,
         "status": commands_away.cmd_status,
+        "state": commands_state.cmd_state,
     }[args.command]
     return handler(args, config_path)
 

@@ -31,7 +31,7 @@ def cmd_check(args: argparse.Namespace, config_path: Path) -> int:
     now = _now()
     for warning in located(config.source, read_text(config_path), rule_warnings(config, now)):
         print(f"warning: {warning}", file=sys.stderr)
-    absences, problem = read_absences(config.state.path)  # read-only; never creates the state
+    absences, problem = read_absences(config.state)  # read-only; never creates the state
     described = {mb.name: describe_absence(absences[mb.name], mb, now)
                  for mb in config.mailboxes if mb.name in absences}
     print(summary(config, now, described))
@@ -57,17 +57,17 @@ def cmd_explain(args: argparse.Namespace, config_path: Path) -> int:
         return 2
     history: HistoryView = EmptyHistory()
     store = None
-    if args.history and not config.state.path.exists():
-        print(f"awayd explain: --history: no decisions recorded yet ({config.state.path} does "
-              "not exist); assuming nobody was answered", file=sys.stderr)
-    elif args.history:
-        from awayd.adapters.store_sqlite import SqliteStore  # noqa: PLC0415
+    from awayd.adapters.store_api import open_store, state_exists, state_name  # noqa: PLC0415
 
-        store = SqliteStore.open(config.state.path, readonly=True)
+    if args.history and not state_exists(config.state):
+        print(f"awayd explain: --history: no decisions recorded yet ({state_name(config.state)} "
+              "does not exist); assuming nobody was answered", file=sys.stderr)
+    elif args.history:
+        store = open_store(config.state, readonly=True)
         history = store
     from awayd.absence_view import read_absences  # noqa: PLC0415
 
-    absences, problem = read_absences(config.state.path)
+    absences, problem = read_absences(config.state)
     if problem is not None:
         print(f"awayd explain: owner absences not read: {problem}", file=sys.stderr)
     try:
@@ -85,12 +85,12 @@ NOT_YET = "no decisions recorded yet"
 def _open_store(config_path: Path, *, readonly: bool = False) -> Any:
     """The config and the store, or (config, None) when the state does not exist: admin
     commands never create it (a file made by root would lock the daemon's user out)."""
-    from awayd.adapters.store_sqlite import SqliteStore  # noqa: PLC0415
+    from awayd.adapters.store_api import open_store, state_exists  # noqa: PLC0415
 
     config = load_config(config_path)
-    if not config.state.path.exists():
+    if not state_exists(config.state):
         return config, None
-    return config, SqliteStore.open(config.state.path, readonly=readonly)
+    return config, open_store(config.state, readonly=readonly)
 
 
 def _no_state(command: str, config: Any) -> StateError:
@@ -117,11 +117,11 @@ def cmd_report(args: argparse.Namespace, config_path: Path) -> int:
             print(json.dumps({"since": since.isoformat(), "mailboxes": [], "absences": {},
                               "note": NOT_YET}))
         else:
-            print(f"{NOT_YET} ({config.state.path} does not exist: the daemon has not run)")
+            print(f"{NOT_YET} ({config.state.path} does not exist: the daemon has not run)")  # SQLite only
         return 0
     with store:
         report = store.report(since)
-    absences, _problem = read_absences(config.state.path)
+    absences, _problem = read_absences(config.state)
     described = {mb.name: describe_absence(absences[mb.name], mb, _now())
                  for mb in config.mailboxes if mb.name in absences}
     print_report(report, sys.stdout, as_json=args.json, absences=described)

@@ -8,19 +8,17 @@ import sys
 from datetime import UTC, date, datetime
 from email.utils import parseaddr
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from jinja2 import TemplateSyntaxError
 
 from awayd.absence_view import describe_absence, mailbox_status, read_absences, status_text
+from awayd.adapters.store_api import state_exists
 from awayd.config import load_config
 from awayd.configtypes import Config, Mailbox
 from awayd.core.absence import OwnerAbsence, make_absence, span, template_rule, with_absence
 from awayd.errors import ConfigError, StateError, UsageError
-
-if TYPE_CHECKING:
-    from awayd.adapters.store_sqlite import SqliteStore
 
 
 def _now() -> datetime:
@@ -77,16 +75,16 @@ def _render_problems(config: Config, mailbox: Mailbox, absence: OwnerAbsence, wh
     return [f"{where}: {message}" for _key, message in trial_render(effective, effective.rules[0])]
 
 
-def _open_existing(config: Config, command: str) -> SqliteStore:
+def _open_existing(config: Config, command: str) -> Any:
     """The store, opened for writing, only if it exists: admin commands never create it (an
     admin's file would belong to root and lock the daemon's user out)."""
-    from awayd.adapters.store_sqlite import SqliteStore  # noqa: PLC0415
+    from awayd.adapters.store_api import open_store  # noqa: PLC0415
 
     path = config.state.path
-    if not path.exists():
+    if not state_exists(config.state):
         raise StateError(f"awayd {command}: no state yet at {path}: start the daemon once (it "
                          "creates the state as its own user), then run this again")
-    return SqliteStore.open(path)
+    return open_store(config.state)
 
 
 def cmd_away(args: argparse.Namespace, config_path: Path) -> int:
@@ -131,7 +129,7 @@ def cmd_back(args: argparse.Namespace, config_path: Path) -> int:
 
     config = load_config(config_path)
     mailbox = _mailbox(config, args.mailbox, "back")
-    if not config.state.path.exists():
+    if not state_exists(config.state):
         print(f"mailbox {mailbox.name}: no owner absence (no decisions recorded yet)")
         return 0
     store = _open_existing(config, "back")
@@ -145,7 +143,7 @@ def cmd_back(args: argparse.Namespace, config_path: Path) -> int:
 
 def cmd_status(args: argparse.Namespace, config_path: Path) -> int:
     config = load_config(config_path)
-    absences, problem = read_absences(config.state.path)
+    absences, problem = read_absences(config.state)
     if problem is not None:
         print(f"awayd status: {problem}", file=sys.stderr)
     now = _now()
@@ -154,7 +152,7 @@ def cmd_status(args: argparse.Namespace, config_path: Path) -> int:
             st = mailbox_status(mb, absences.get(mb.name), now)
             print(json.dumps(st.as_dict(now), ensure_ascii=False))
         return 0
-    if not config.state.path.exists():
+    if not state_exists(config.state):
         print(f"state {config.state.path}: none yet (no decisions recorded yet)")
     print(status_text(config, absences, now))
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
+from collections import Counter
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import cast
@@ -14,10 +16,12 @@ import yaml
 from jinja2 import Template, TemplateSyntaxError
 
 from awayd import configread as cr
+from awayd.confighost import PUSH_KEYS, check_push, master_login, parse_push
 from awayd.configmarks import yaml_marks
 from awayd.configpaths import resolve_paths
 from awayd.configread import Node, Problems
 from awayd.configrules import ends_before_start, report_undeclared, trial_render_at_keys
+from awayd.configsources import MailboxNode, expand, located_files, rebase
 from awayd.configtypes import (
     Audience,
     Backscatter,
@@ -50,13 +54,17 @@ _SECRET_KEYS = ("password_file", "password_env", "password_command", "password_c
 _TLS_KEYS = {"security", "tls_verify", "ca_file"}
 _VCARD_EMAIL = re.compile(r"^(?:item\d+\.)?EMAIL[^:]*:(.+)$", re.IGNORECASE)
 
-TOP_KEYS = frozenset({"state", "smtp", "metrics", "mailboxes"})
-STATE_KEYS = frozenset({"path", "max_delay", "keep_decisions", "retry_base"})
+TOP_KEYS = frozenset({"state", "smtp", "metrics", "mailboxes", "defaults", "include",
+                      "mailbox_command", "push"})
+STATE_KEYS = frozenset({"path", "url", "lease", "max_delay", "keep_decisions", "retry_base"})
 METRICS_KEYS = frozenset({"listen"})
 SMTP_KEYS = frozenset({"host", "port", "username", "envelope_from", "timeout", "helo",
                        "oauth2_token_command", "auth_retry", *_SECRET_KEYS, *_TLS_KEYS})
+_MASTER_SECRET_KEYS = tuple(f"master_{k}" for k in _SECRET_KEYS)
 IMAP_KEYS = frozenset({"host", "port", "username", "oauth2_token_command", "folders",
-                       "poll_interval", "idle", "timeout", *_SECRET_KEYS, *_TLS_KEYS})
+                       "poll_interval", "idle", "timeout", *_SECRET_KEYS, *_TLS_KEYS,
+                       "master_user", "master_separator", "push", *_MASTER_SECRET_KEYS})
+
 MAILBOX_KEYS = frozenset({"name", "address", "aliases", "display_name", "timezone", "language",
                           "internal_domains", "contacts", "max_age", "sender_fallback",
                           "backscatter", "suppression", "max_replies", "imap", "smtp",
@@ -73,22 +81,23 @@ MAX_REPLIES_KEYS = frozenset({"per_hour", "per_day"})
 SCHEMA = {"top": TOP_KEYS, "state": STATE_KEYS, "metrics": METRICS_KEYS, "smtp": SMTP_KEYS,
           "imap": IMAP_KEYS, "mailbox": MAILBOX_KEYS, "rule": RULE_KEYS, "when": WHEN_KEYS,
           "weekly": WEEKLY_KEYS, "match": MATCH_KEYS, "template": TEMPLATE_KEYS,
-          "backscatter": BACKSCATTER_KEYS, "max_replies": MAX_REPLIES_KEYS}
+          "backscatter": BACKSCATTER_KEYS, "max_replies": MAX_REPLIES_KEYS, "push": PUSH_KEYS}
 
 
-def _secret(node: Node) -> SecretSource | None:
-    given = [k for k in _SECRET_KEYS if node.has(k)]
+def _secret(node: Node, keys: tuple[str, ...] = _SECRET_KEYS) -> SecretSource | None:
+    """The one secret source among `keys` (ordered file, env, command, credential)."""
+    given = [k for k in keys if node.has(k)]
     if len(given) > 1:
-        node.problems.add(node.sub(given[1]), "only one of " + ", ".join(_SECRET_KEYS),
+        node.problems.add(node.sub(given[1]), "only one of " + ", ".join(keys),
                           f"both {given[0]} and {given[1]}")
     if not given:
         return None
     key = given[0]
-    if key == "password_file":
+    if key == keys[0]:
         return SecretSource(file=Path(node.get(key, cr.as_str, "a file path", "")).expanduser())
-    if key == "password_env":
+    if key == keys[1]:
         return SecretSource(env=node.get(key, cr.as_str, "an environment variable name", ""))
-    if key == "password_command":
+    if key == keys[2]:
         return SecretSource(command=node.get(key, _argv, "a command (list or string)", ("false",)))
     return SecretSource(credential=node.get(key, cr.as_str, "a credential name", ""))
 
@@ -142,15 +151,22 @@ def _smtp(node: Node) -> SmtpSettings:
     )
 
 
-def _imap(node: Node) -> ImapSettings:
+def _imap(node: Node, address: str | None = None) -> ImapSettings:
     node.reject_unknown(IMAP_KEYS)
     tls = _tls(node, "tls")
     default_port = 993 if tls.security == "tls" else 143
     password = _secret(node)
     oauth = node.get("oauth2_token_command", _argv, "a command (list or string)", None)
-    if password is None and oauth is None:
+    master = master_login(node, _secret, _MASTER_SECRET_KEYS)
+    if password is None and oauth is None and master is None:
         node.problems.add(node.path, "one of " + ", ".join(_SECRET_KEYS) + " or oauth2_token_command",
                           "no credentials")
+    elif master is not None and (password is not None or oauth is not None):
+        node.problems.add(node.sub("master_user"), "either the mailbox's own password or a "
+                          "master user", "both")
+    username = (node.get("username", cr.as_str, "a user name", address or "")
+                if master is not None and address else
+                node.require("username", cr.as_str, "a user name") or "")
     poll = node.get("poll_interval", cr.as_duration, "a duration such as 60s", cr.as_duration(60))
     if poll.total_seconds() < 0.1:
         node.problems.add(node.sub("poll_interval"), "at least 0.1s", str(poll))
@@ -158,7 +174,7 @@ def _imap(node: Node) -> ImapSettings:
         host=node.require("host", cr.as_str, "a host name") or "localhost",
         port=node.get("port", cr.as_port, "a port number", default_port),
         tls=tls,
-        username=node.require("username", cr.as_str, "a user name") or "",
+        username=username,
         password=password,
         oauth2_token_command=oauth,
         folders=node.get("folders", cr.as_str_list, "a list of folder names", ("INBOX",)),
@@ -166,6 +182,10 @@ def _imap(node: Node) -> ImapSettings:
         idle=node.get("idle", cr.as_bool, "true or false", True),
         timeout=node.get("timeout", cr.as_duration, "a duration such as 30s",
                          cr.as_duration(30)).total_seconds(),
+        master_user=master[0] if master else None,
+        master_password=master[1] if master else None,
+        master_separator=node.get("master_separator", cr.as_str, "a separator such as *", None),
+        push=node.get("push", cr.as_bool, "true or false", False),
     )
 
 
@@ -387,7 +407,7 @@ def _mailbox(node: Node, default_smtp: SmtpSettings | None, base_dir: Path) -> M
         backscatter=backscatter,
         suppression=frozenset(suppression),
         max_replies=limits,
-        imap=_imap(imap_node) if imap_node is not None else None,
+        imap=_imap(imap_node, address) if imap_node is not None else None,
         smtp=_smtp(smtp_node) if smtp_node is not None else default_smtp,
         save_copy=node.get("save_copy", cr.as_str, "a folder name", None),
         rules=tuple(r for r in rules if r is not None),
@@ -422,8 +442,12 @@ def _timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
 
 
-def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> Config:
-    """Build a Config from YAML `text`; raises one ConfigError listing every problem."""
+def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None, *,
+                 fallback_addresses: tuple[str, ...] | None = None) -> Config:
+    """Build a Config from YAML `text`; raises one ConfigError listing every problem.
+
+    `fallback_addresses`: what mailbox_command gave before, kept if the command fails now.
+    """
     problems = Problems(source)
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
@@ -448,7 +472,10 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
             keep_decisions=state_node.get("keep_decisions", cr.as_duration,
                                           "a duration such as 90d", state.keep_decisions),
             retry_base=state_node.get("retry_base", _positive_duration,
-                                      "a duration above 0 such as 30s", state.retry_base))
+                                      "a duration above 0 such as 30s", state.retry_base),
+            url=_state_url(state_node),
+            lease=state_node.get("lease", _lease_duration, "a duration of at least 1s such as 30s",
+                                 state.lease))
     smtp_node = root.child("smtp")
     smtp = _smtp(smtp_node) if smtp_node is not None else None
     metrics_node = root.child("metrics")
@@ -457,23 +484,76 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         metrics_node.reject_unknown(METRICS_KEYS)
         metrics = MetricsSettings(listen=metrics_node.get(
             "listen", _listen_address, "host:port such as 127.0.0.1:9387", None))
-    if not isinstance(data.get("mailboxes"), list) or not data["mailboxes"]:
+    push_node = root.child("push")
+    push = parse_push(push_node, _secret) if push_node is not None else None
+    expanded = expand(root, base, load=_load_yaml, fallback_addresses=fallback_addresses)
+    if not expanded.mailboxes and not expanded.failed:
         problems.add("mailboxes", "a list with at least one mailbox", data.get("mailboxes", cr.MISSING))
-    built = [(n, _mailbox(n, smtp, base)) for n in root.children("mailboxes")]
-    mailboxes = [m for _n, m in built if m is not None]
-    names = [m.name for m in mailboxes]
-    for dup in sorted({n for n in names if names.count(n) > 1}):
-        problems.add("mailboxes", "unique mailbox names", f"{dup!r} twice")
-    for node, mb in built:
+    built: list[tuple[MailboxNode, Node, Mailbox | None, Problems]] = []
+    for found in expanded.mailboxes:
+        scratch = Problems(found.node.problems.source)
+        node = Node(found.node.data, found.node.path, scratch)
+        mb = _mailbox(node, smtp, base)
         if mb is not None and mb.imap is not None and mb.smtp is None:
-            problems.add(node.sub("smtp"), "an smtp section (here or at the top level) "
-                         "for a mailbox that is watched over imap")
+            scratch.add(node.sub("smtp"), "an smtp section (here, in defaults or at the top "
+                        "level) for a mailbox that is watched over imap")
+        built.append((found, node, mb, scratch))
+    mailboxes = [mb for _f, _n, mb, _s in built if mb is not None]
+    counts = Counter(m.name for m in mailboxes)
+    for dup in sorted(n for n, k in counts.items() if k > 1):
+        problems.add("mailboxes", "unique mailbox names", f"{dup!r} twice")
+    check_push(push, mailboxes, problems)
+    if push is not None and state.url is not None:
+        # several hosts split the mailboxes by lease; events reach one endpoint on one host
+        problems.note("push", "push mode needs the state on SQLite (one host); with state.url "
+                      "(several hosts on PostgreSQL) watch the mailboxes with IDLE or polling")
     config = resolve_paths(Config(source=source, state=state, smtp=smtp,
-                                  mailboxes=tuple(mailboxes), metrics=metrics), base)
-    trial_render_at_keys(config, [n for n, m in built if m is not None], problems)
-    if problems.items:
-        raise ConfigError(problems.located(yaml_marks(text)))
+                                  mailboxes=tuple(mailboxes), metrics=metrics,
+                                  push=push, sources=tuple(expanded.sources),
+                                  command_addresses=expanded.command_addresses,
+                                  notes=tuple(expanded.notes)), base)
+    resolved = iter(config.mailboxes)
+    seen: set[str] = set()
+    rendered_command = False
+    for found, node, mb, scratch in built:
+        if mb is None:
+            rebase(found, scratch, problems, seen)
+            continue
+        this = next(resolved)
+        # The command's mailboxes differ only in name and address (plain strings): one trial
+        # render answers for all of them (20,000 renders took 14 s).
+        if found.origin != "command" or not rendered_command:
+            trial_render_at_keys(replace(config, mailboxes=(this,)), [node], scratch)
+            rendered_command = rendered_command or found.origin == "command"
+        rebase(found, scratch, problems, seen)
+    if problems.items or any(p.items for p, _t in expanded.files):
+        raise ConfigError(problems.located(yaml_marks(text)) + located_files(expanded))
     return config
+
+
+def _state_url(node: Node) -> str | None:
+    """`state.url`: a PostgreSQL URL (the state on a server) instead of `path` (a SQLite file)."""
+    url = node.get("url", cr.as_str, "a URL such as postgresql://awayd@db.example.org/awayd", None)
+    if url is None:
+        return None
+    if not url.startswith(("postgresql://", "postgres://")):
+        node.problems.add(node.sub("url"), "a URL such as postgresql://awayd@db.example.org/awayd",
+                          url.split("://", 1)[0] + "://...")  # the rest may hold a password
+        return None
+    if node.has("path"):
+        node.problems.note(node.sub("path"), "give either path (SQLite) or url (PostgreSQL), not both")
+    return url
+
+
+def _lease_duration(value: object) -> timedelta:
+    duration = cr.as_duration(value)
+    if duration < timedelta(seconds=1):
+        raise ValueError("below 1s")
+    return duration
+
+
+def _load_yaml(text: str) -> object:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _positive_duration(value: object) -> timedelta:
@@ -491,12 +571,16 @@ def _listen_address(value: object) -> str:
     return text
 
 
-def load_config(path: Path) -> Config:
-    """Read and parse the config file at `path`; a missing file is a ConfigError too."""
+def load_config(path: Path, previous: Config | None = None) -> Config:
+    """Read and parse the config file at `path`; a missing file is a ConfigError too.
+
+    With `previous` (a reload), a failing mailbox_command keeps the addresses it gave then.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the configuration: {err.strerror}") from err
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text: {err}") from err
-    return parse_config(text, str(path), path.absolute().parent)
+    return parse_config(text, str(path), path.absolute().parent,
+                        fallback_addresses=previous.command_addresses if previous else None)

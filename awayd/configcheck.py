@@ -107,7 +107,18 @@ def describe_rule(rule: Rule, mailbox: Mailbox, now: datetime) -> str:
 
 def summary(config: Config, now: datetime, absences: Mapping[str, str] | None = None) -> str:
     """`absences` maps a mailbox name to the description of its owner absence (`awayd away`)."""
-    lines = [f"{config.source}: OK, {len(config.mailboxes)} mailbox(es), state {config.state.path}"]
+    from awayd.adapters.store_api import backend_name, state_name  # noqa: PLC0415
+
+    lines = [f"{config.source}: OK, {len(config.mailboxes)} mailbox(es), state "
+             f"{state_name(config.state)} ({backend_name(config.state)})"]
+    if len(config.sources) > 1:
+        lines += [f"  {s.count} mailbox(es) {s.label}" for s in config.sources]
+    lines += [f"note: {note}" for note in config.notes]
+    if config.push is not None:
+        pushed = sum(1 for m in config.mailboxes if m.imap is not None and m.imap.push)
+        lines.append(f"push endpoint {config.push.listen} for {pushed} mailbox(es), token from "
+                     f"{config.push.token.describe()}, sweep every "
+                     f"{show_duration(config.push.sweep_interval)}")
     for mb in config.mailboxes:
         lines.append(f"mailbox {mb.name}: {mb.address}"
                      + (f" (aliases {', '.join(mb.aliases)})" if mb.aliases else ""))
@@ -119,8 +130,11 @@ def summary(config: Config, now: datetime, absences: Mapping[str, str] | None = 
                      f"local time {format_date(now.astimezone(mb.timezone), 'full', 'en')}")
         if mb.imap is not None:
             mode = "IDLE" if mb.imap.idle else f"poll every {show_duration(mb.imap.poll_interval)}"
+            if mb.imap.push:
+                mode = "push events and the sweep"
+            via = f" through master user {mb.imap.master_user}" if mb.imap.master_user else ""
             lines.append(f"  imap {mb.imap.host}:{mb.imap.port} ({mb.imap.tls.security}) as "
-                         f"{mb.imap.username}, folders {', '.join(mb.imap.folders)}, {mode}")
+                         f"{mb.imap.username}{via}, folders {', '.join(mb.imap.folders)}, {mode}")
         if mb.smtp is not None:
             lines.append(f"  smtp {mb.smtp.host}:{mb.smtp.port} ({mb.smtp.tls.security}), "
                          f"envelope from <{mb.smtp.envelope_from}>")

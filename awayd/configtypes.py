@@ -58,6 +58,13 @@ class ImapSettings:
     poll_interval: timedelta = timedelta(seconds=60)
     idle: bool = True
     timeout: float = 30.0
+    #: Dovecot master user: log in as `username` with the master's secret (one secret for a host)
+    master_user: str | None = None
+    master_password: SecretSource | None = None
+    #: None: AUTHENTICATE PLAIN with the user as authorization identity when offered, else
+    #: LOGIN user*master; set: always LOGIN user<separator>master
+    master_separator: str | None = None
+    push: bool = False  # woken by push events and the sweep; no standing IDLE connection
 
 
 @dataclass(frozen=True)
@@ -181,11 +188,33 @@ class StateSettings:
     max_delay: timedelta = timedelta(hours=24)  # an unsent reply older than this is dropped
     keep_decisions: timedelta = timedelta(days=90)
     retry_base: timedelta = timedelta(seconds=30)  # first SMTP retry within this; doubles to 1 h
+    url: str | None = None  # postgresql://...: the state on PostgreSQL instead of `path`
+    lease: timedelta = timedelta(seconds=30)  # PostgreSQL: a dead host's mailboxes move after this
 
 
 @dataclass(frozen=True)
 class MetricsSettings:
     listen: str | None = None  # "127.0.0.1:9387"; None = no endpoint
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """The endpoint that receives Dovecot push_notification events, and the catch-up sweep."""
+
+    listen: str  # "127.0.0.1:8787" or "unix:/run/awayd/push.sock"
+    token: SecretSource
+    sweep_interval: timedelta = timedelta(minutes=5)
+    workers: int = 8  # folders fetched at once (events and the sweep)
+    pool: int = 64  # idle IMAP connections kept for the next event of the same user
+
+
+@dataclass(frozen=True)
+class MailboxSource:
+    """Where mailboxes came from, for `awayd check`: the config itself, an include, a command."""
+
+    kind: str  # "config" | "include" | "command"
+    label: str
+    count: int
 
 
 @dataclass(frozen=True)
@@ -195,6 +224,13 @@ class Config:
     smtp: SmtpSettings | None
     mailboxes: tuple[Mailbox, ...]
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    push: PushSettings | None = None
+    sources: tuple[MailboxSource, ...] = ()
+    #: The addresses mailbox_command gave (None: no command); a failing command at reload
+    #: keeps these.
+    command_addresses: tuple[str, ...] | None = None
+    #: Things worth a warning that are not errors (a failed command whose old list was kept).
+    notes: tuple[str, ...] = ()
 
     def mailbox(self, name: str) -> Mailbox | None:
         for mb in self.mailboxes:

@@ -7,10 +7,11 @@ import secrets
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from awayd.adapters.store_api import ReplyClaimed
 from awayd.adapters.store_sqlite import OutboxDraft, Reservation
 from awayd.configtypes import Mailbox
 from awayd.core import reasons as r
@@ -109,6 +110,20 @@ class Pipeline:
         with self._locks_guard:
             return self._mailbox_locks.setdefault(mailbox, threading.Lock())
 
+    def _record(self, item: Incoming, now: datetime, decision: Decision, wire: bytes | None) -> int | None:
+        reply = decision.reply
+        return self.store.record(  # type: ignore[no-any-return]
+            mailbox=item.mailbox.name, folder=item.folder, uidvalidity=item.uidvalidity,
+            uid=item.uid, at=now, sender=decision.sender, reason=decision.reason,
+            rule=decision.rule_name, message_id=decision.message_id,
+            reply=None if reply is None or wire is None else OutboxDraft(
+                message_id=reply.message_id, recipient=reply.envelope_to,
+                envelope_from=reply.envelope_from, message=wire),
+            reservation=None if reply is None or wire is None or decision.rule is None else Reservation(
+                sender_key=decision.sender_key or "", rule_handle=decision.rule.handle,
+                interval=decision.rule.interval),
+        )
+
     def process(self, item: Incoming) -> Decision:
         """Decide one message and commit the decision, outbox row and checkpoint together.
 
@@ -125,17 +140,16 @@ class Pipeline:
                 judged = judge(item.raw, mb, now=now, history=self.store,
                                new_message_id=new_message_id, arrival=item.internaldate,
                                absence=absence)
-                decision, reply = judged.decision, judged.decision.reply
-                outbox_id = self.store.record(
-                    mailbox=mb.name, folder=item.folder, uidvalidity=item.uidvalidity,
-                    uid=item.uid, at=now, sender=decision.sender, reason=decision.reason,
-                    rule=decision.rule_name, message_id=decision.message_id,
-                    reply=None if reply is None or judged.wire is None else OutboxDraft(
-                        message_id=reply.message_id, recipient=reply.envelope_to,
-                        envelope_from=reply.envelope_from, message=judged.wire),
-                    reservation=None if reply is None or decision.rule is None else Reservation(
-                        sender_key=decision.sender_key or "", rule_handle=decision.rule.handle),
-                )
+                decision = judged.decision
+                try:
+                    outbox_id = self._record(item, now, decision, judged.wire)
+                except ReplyClaimed:
+                    # answered meanwhile, by a host that recorded it first: the claim is the
+                    # reply, this message is one more from an answered sender
+                    decision = replace(decision, decision="skip", reason=r.ALREADY_REPLIED,
+                                       reply=None, detail=f"{decision.sender_key} was answered "
+                                       f"meanwhile (rule {decision.rule_name!r})")
+                    outbox_id = self._record(item, now, decision, None)
             except StateError as err:
                 self.outbox.health.failed("record a decision", err, mailbox=mb.name,
                                           folder=item.folder, uid=item.uid)

@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import engine, phases, quality, scale
+from bench import engine, phases, push, quality, scale
 from bench.report import checks, figures, machine, summary, versions
 from bench.sink import Sink
 from bench.testbed import Dovecot, InotifyLimit, raise_fd_limit, unavailable_reason
 
 ROOT = Path(__file__).resolve().parent.parent
-PHASES = ("burst", "latency", "scale", "catchup", "engine", "quality")
+PHASES = ("burst", "latency", "push", "pushscale", "scale", "catchup", "engine", "quality")
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,12 @@ class Settings:
     one_mailbox_cpu_s: float = 5.0
     catchup: int = 10_000
     engine_s: float = 3.0
+    push_mailboxes: int = 20_000
 
 
 SMOKE = Settings(runs=1, burst=20, conns=4, latency=5, mailboxes=20, scale_samples=5,
-                 idle_cpu_s=1.0, one_mailbox_cpu_s=0.5, catchup=200, engine_s=0.2)
+                 idle_cpu_s=1.0, one_mailbox_cpu_s=0.5, catchup=200, engine_s=0.2,
+                 push_mailboxes=20)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -59,6 +61,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--runs", type=int, help="runs per figure (default 3, smoke 1)")
     ap.add_argument("--only", default=",".join(PHASES), help=f"comma-separated subset of {PHASES}")
     ap.add_argument("--mailboxes", type=int, help="scale: mailboxes in one awayd")
+    ap.add_argument("--push-mailboxes", type=int, help="pushscale: push-mode mailboxes in one awayd")
     ap.add_argument("--burst", type=int, help="burst: messages")
     ap.add_argument("--latency", type=int, help="latency: samples per contender")
     ap.add_argument("--catchup", type=int, help="catch-up: messages")
@@ -73,7 +76,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def settings_for(args: argparse.Namespace) -> Settings:
     base = SMOKE if args.smoke else Settings()
-    changes = {k: v for k, v in {"runs": args.runs, "mailboxes": args.mailboxes, "burst": args.burst,
+    changes = {k: v for k, v in {"runs": args.runs, "mailboxes": args.mailboxes,
+                                 "push_mailboxes": args.push_mailboxes, "burst": args.burst,
                                  "latency": args.latency, "catchup": args.catchup}.items()
                if v is not None}
     return Settings(**{**asdict(base), **changes})
@@ -109,6 +113,30 @@ def run_phases(s: Settings, wanted: list[str], dv: Dovecot, sink: Sink, work: Pa
             say(f"latency run {r + 1}: p50 ms " + ", ".join(
                 f"{k} {v['latency_ms'].get('p50', float('nan')):.1f}" for k, v in run.items()))
             raw["latency"].append(run)
+    if "push" in wanted:
+        raw["push"] = []
+        for r in range(s.runs):
+            order = ["pigeonhole", "awayd_push"] if r % 2 == 0 else ["awayd_push", "pigeonhole"]
+            run = {}
+            for who in order:
+                run[who] = (phases.latency_pigeonhole(dv, sink, s.latency, s.gap_s, f"q{r}p")
+                            if who == "pigeonhole" else
+                            push.latency_push(sink, work, s.latency, s.gap_s, f"q{r}a",
+                                              cpu_window=s.one_mailbox_cpu_s))
+            say(f"push run {r + 1}: p50/p95 ms " + ", ".join(
+                f"{k} {v['latency_ms'].get('p50', float('nan')):.1f}/"
+                f"{v['latency_ms'].get('p95', float('nan')):.1f}" for k, v in run.items()))
+            raw["push"].append(run)
+    if "pushscale" in wanted:
+        raw["pushscale"] = []
+        for r in range(s.runs):
+            res = push.scale_push(sink, work, s.push_mailboxes, s.scale_samples, s.idle_cpu_s,
+                                  f"ps{r}", seed=r)
+            say(f"push scale run {r + 1}: {res['rss_mib']:.0f} MiB, idle CPU "
+                f"{100 * res['idle_cpu']:.2f} %, p95 {res['latency_ms'].get('p95', float('nan')):.0f}"
+                f" ms, listening after {res['listening_s']:.1f} s, swept in "
+                f"{res['startup_sweep_s']:.0f} s")
+            raw["pushscale"].append(res)
     if "scale" in wanted:
         raw["scale"] = []
         for r in range(s.runs):

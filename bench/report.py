@@ -90,6 +90,43 @@ def figures(raw: dict[str, Any], ms_idle_target: float = 550.0) -> list[dict[str
         figs.append(figure("latency: awayd fast poll (0.1 s) p95", "ms",
                            _pick(runs, "awayd_poll", "latency_ms", "p95"),
                            baseline="Pigeonhole p95", base_values=p95))
+    if runs := raw.get("push"):
+        p50 = _pick(runs, "pigeonhole", "latency_ms", "p50")
+        p95 = _pick(runs, "pigeonhole", "latency_ms", "p95")
+        a50 = _pick(runs, "awayd_push", "latency_ms", "p50")
+        a95 = _pick(runs, "awayd_push", "latency_ms", "p95")
+        figs.append(figure("push: Pigeonhole p50 (same run)", "ms", p50))
+        figs.append(figure("push: awayd push p50", "ms", a50, baseline="Pigeonhole p50",
+                           base_values=p50, target="<= 25 ms", met=_median(a50) <= 25,
+                           note="delivery start to reply at the sink; the event is sent inside "
+                                "the delivery, so the LMTP time is included"))
+        figs.append(figure("push: awayd push p95", "ms", a95, baseline="Pigeonhole p95",
+                           base_values=p95, target="<= 60 ms", met=_median(a95) <= 60))
+        figs.append(figure("push: LMTP delivery with the Lua driver p50", "ms",
+                           _pick(runs, "awayd_push", "lmtp_ms", "p50"),
+                           baseline="with Sieve vacation", base_values=_pick(
+                               runs, "pigeonhole", "lmtp_ms", "p50")))
+        figs.append(figure("push: awayd idle CPU, 1 push mailbox", "% of one core",
+                           [c * 100 for c in _pick(runs, "awayd_push", "idle_cpu")]))
+    if runs := raw.get("pushscale"):
+        n = runs[0]["mailboxes"]
+        rss = _pick(runs, "rss_mib")
+        cpu = [c * 100 for c in _pick(runs, "idle_cpu")]
+        p95 = _pick(runs, "latency_ms", "p95")
+        ready = _pick(runs, "listening_s")
+        figs.append(figure(f"push scale: awayd RSS, {n} mailboxes", "MiB", rss,
+                           target="<= 300 MiB", met=_median(rss) <= 300))
+        figs.append(figure(f"push scale: idle CPU between sweeps, {n} mailboxes", "% of one core",
+                           cpu, target="<= 2 %", met=_median(cpu) <= 2))
+        figs.append(figure(f"push scale: start until the endpoint listens, {n} mailboxes", "s",
+                           ready, target="<= 30 s", met=_median(ready) <= 30))
+        figs.append(figure(f"push scale: start-up sweep of {n} folders", "s",
+                           _pick(runs, "startup_sweep_s"),
+                           note="one master-user login per folder; every later sweep costs the same"))
+        figs.append(figure(f"push scale: delivery-to-reply p50, random of {n} mailboxes", "ms",
+                           _pick(runs, "latency_ms", "p50")))
+        figs.append(figure(f"push scale: delivery-to-reply p95, random of {n} mailboxes", "ms", p95,
+                           target="<= 100 ms", met=_median(p95) <= 100))
     if runs := raw.get("scale"):
         lat = raw.get("latency") or []
         one_rss = _pick(lat, "awayd_idle", "rss_mib") if lat else None
@@ -144,6 +181,15 @@ def checks(raw: dict[str, Any]) -> list[dict[str, Any]]:
         for who in ("pigeonhole", "awayd"):
             out.append({"what": f"burst run {i + 1} {who}: {run[who]['replies']}/{run[who]['expected']}"
                         " replies, one per sender", "ok": run[who]["exact"]})
+    for i, res in enumerate(raw.get("pushscale", [])):
+        out.append({"what": f"push scale run {i + 1}: {res['replies']}/{res['n']} replies",
+                    "ok": res["exact"]})
+    for i, run in enumerate(raw.get("push", [])):
+        for who, res in run.items():
+            out.append({"what": f"push run {i + 1} {who}: {res['replies']}/{res['n']} replies",
+                        "ok": res["exact"]})
+        out.append({"what": f"push run {i + 1}: only the start-up sweep ran (every reply came "
+                    "from an event)", "ok": run["awayd_push"].get("swept") == 1})
     for i, run in enumerate(raw.get("latency", [])):
         for who, res in run.items():
             out.append({"what": f"latency run {i + 1} {who}: {res['replies']}/{res['n']} replies",

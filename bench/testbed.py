@@ -21,6 +21,14 @@ import time
 import uuid
 from pathlib import Path
 
+# One Dovecot push set-up for tests and benchmarks (bench/run runs from the repository root).
+from tests.integration.dovecotpush import (  # noqa: F401 (MASTER_USER: re-exported)
+    MASTER_USER,
+    master_config,
+    push_config,
+    push_unavailable_reason,
+)
+
 HOST = "127.0.0.1"
 DOMAIN = "bench.example.org"
 SENDER_DOMAIN = "senders.example.net"  # .test is refused by awayd's invalid-sender guard
@@ -46,6 +54,8 @@ def unavailable_reason() -> str | None:
         return "dovecot is not installed (apt-get install dovecot-imapd dovecot-lmtpd dovecot-sieve)"
     if not SIEVE_PLUGIN.exists() or shutil.which("sievec") is None:
         return "Pigeonhole is not installed (apt-get install dovecot-sieve)"
+    if (reason := push_unavailable_reason()) is not None:
+        return reason
     if os.geteuid() != 0:
         return "a private dovecot needs root (its master switches to the mail uid)"
     return None
@@ -139,7 +149,8 @@ class InotifyLimit:
 class Dovecot:
     """One private instance (IMAP, LMTP with Sieve) whose replies go to `submission_port`."""
 
-    def __init__(self, submission_port: int, max_conn: int = 1100) -> None:
+    def __init__(self, submission_port: int, max_conn: int = 1100,
+                 push: tuple[str, str] | None = None) -> None:
         binary = find_dovecot()
         if binary is None:
             raise RuntimeError("dovecot is not installed")
@@ -162,7 +173,13 @@ class Dovecot:
         os.chmod(self.dir / "home", 0o755)
         self.password_file.write_text(PASSWORD + "\n", encoding="utf-8")
         os.chmod(self.password_file, 0o600)
-        self.conf_path.write_text(self._config(), encoding="utf-8")
+        #: (url, token): deliveries POST to awayd through contrib/dovecot; a master user logs in
+        self.push = push
+        self.master_password_file = self.dir / "master.pass"
+        config = self._config()
+        if push is not None:
+            config += master_config(self.dir) + push_config(self.dir, *push)
+        self.conf_path.write_text(config, encoding="utf-8")
 
     def start(self, timeout: float = 20.0) -> None:
         with (self.dir / "log" / "master.out").open("ab") as out:

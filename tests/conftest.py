@@ -10,11 +10,20 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
 
 from tests.integration.dovecot import DOMAIN, Dovecot, unavailable_reason
 from tests.integration.smtpsink import SmtpSink
+
+if TYPE_CHECKING:
+    from tests.integration.postgres import Postgres
+
+# No per-example deadline: a deadline is a timing assertion, and CI machines are shared.
+settings.register_profile("awayd", deadline=None)
+settings.load_profile("awayd")
 
 #: Every test skipped for want of Dovecot is reported at this one place, so `pytest -ra`
 #: prints one line with a count instead of a line per test.
@@ -66,3 +75,31 @@ def smtp_sink() -> Iterator[SmtpSink]:
         yield sink
     finally:
         sink.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """The session's private PostgreSQL on 127.0.0.1 (trust auth, user `awayd`).
+
+    Skipped without the server binaries, unless AWAYD_REQUIRE_POSTGRES=1 (as in CI)."""
+    from tests.integration.postgres import Postgres, unavailable_reason  # noqa: PLC0415
+
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("AWAYD_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"AWAYD_REQUIRE_POSTGRES=1 but {reason}", pytrace=False)
+        pytest.skip("no private postgresql: " + reason)
+    server = Postgres.create()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pg_url(postgres: Postgres) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL."""
+    if not postgres.running:  # a restart test that failed half-way must not take the rest down
+        postgres.start()
+    return postgres.new_database()

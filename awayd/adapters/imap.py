@@ -157,6 +157,16 @@ class FolderWatcher:
         self._news = False
         return status
 
+    def refresh(self) -> FolderStatus:
+        """EXAMINE the folder again on the open connection (a pooled one): its current view."""
+        client = self._ready()
+        with self._op(f"EXAMINE {self.folder}", refusal_transient=False):
+            info = client.select_folder(self.folder, readonly=True)
+            status = self._status_of(client, info)
+            take_stashed_news(client)
+        self._news = False
+        return status
+
     def status(self) -> FolderStatus:
         """Ask the server for the folder's current UIDVALIDITY and UIDNEXT (NOOP, STATUS).
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from jinja2 import TemplateSyntaxError
 
+from awayd.adapters.store_api import StateDb
 from awayd.adapters.store_rows import from_ts, to_ts
-from awayd.adapters.store_schema import Database
 from awayd.core.absence import OwnerAbsence, make_absence
 from awayd.errors import StateError
 
@@ -24,7 +24,7 @@ def _point(text: str) -> date | datetime:
     return datetime.fromisoformat(text) if "T" in text else date.fromisoformat(text)
 
 
-def _absence(row: _Row, where: Path) -> OwnerAbsence:
+def _absence(row: _Row, where: Path | str) -> OwnerAbsence:
     mailbox, starts, until, text, reply_to, created = row
     try:
         return make_absence(mailbox, _point(starts), _point(until), from_ts(created), text=text,
@@ -34,7 +34,7 @@ def _absence(row: _Row, where: Path) -> OwnerAbsence:
                          f"read ({err}); end it with `awayd back {mailbox}`") from err
 
 
-def set_absence(db: Database, absence: OwnerAbsence) -> None:
+def set_absence(db: StateDb, absence: OwnerAbsence) -> None:
     """Store `absence`, replacing the mailbox's previous one."""
     with db.write("set an absence") as conn:
         conn.execute(
@@ -54,7 +54,7 @@ class Back:
     forgotten: int
 
 
-def end_absence(db: Database, mailbox: str) -> Back:
+def end_absence(db: StateDb, mailbox: str) -> Back:
     """End the mailbox's absence and forget every sender it answered, in one transaction.
 
     Forgetting the whole history of the mailbox is what Exchange does when out-of-office is
@@ -70,13 +70,13 @@ def end_absence(db: Database, mailbox: str) -> Back:
 _SELECT = "SELECT mailbox, starts, until, text, reply_to, created_at FROM absences"
 
 
-def _rows(db: Database, mailbox: str | None = None) -> list[_Row]:
+def _rows(db: StateDb, mailbox: str | None = None) -> list[_Row]:
     sql, args = (_SELECT, ()) if mailbox is None else (_SELECT + " WHERE mailbox = ?", (mailbox,))
     with db.read("read the absences") as conn:
         return [(str(m), str(s), str(u), t, r, float(c)) for m, s, u, t, r, c in conn.execute(sql, args)]
 
 
-def read_absences(db: Database) -> dict[str, OwnerAbsence]:
+def read_absences(db: StateDb) -> dict[str, OwnerAbsence]:
     """Every stored absence by mailbox name."""
     return {row[0]: _absence(row, db.path) for row in _rows(db)}
 
@@ -91,7 +91,7 @@ class AbsenceCache:
     database that cannot be read keeps the last view (a lock must not switch absences off).
     """
 
-    def __init__(self, db: Database, *, max_age: float = 0.0,
+    def __init__(self, db: StateDb, *, max_age: float = 0.0,
                  monotonic: Callable[[], float] = time.monotonic,
                  on_error: Callable[[str], None] | None = None) -> None:
         self._db = db

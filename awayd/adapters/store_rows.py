@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 OutboxState = Literal["pending", "sent", "failed", "dropped"]
@@ -33,6 +33,9 @@ class Reservation:
 
     sender_key: str
     rule_handle: str
+    # The rule's interval: the reservation is refused (ReplyClaimed) when the sender already
+    # holds one of this rule younger than that, whoever made it; 0 checks nothing.
+    interval: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)

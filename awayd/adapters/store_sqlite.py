@@ -8,6 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from awayd.adapters.store_api import ReplyClaimed
 from awayd.adapters.store_rows import (
     Checkpoint,
     MailboxReport,
@@ -87,6 +88,10 @@ class SqliteStore:
         return self._db.path
 
     @property
+    def backend(self) -> str:
+        return "sqlite"
+
+    @property
     def db(self) -> Database:
         """The connection, for the store modules that keep one table each (store_absence)."""
         return self._db
@@ -152,6 +157,8 @@ class SqliteStore:
         Raises:
             StateError: this message (mailbox, folder, uidvalidity, uid) was already recorded;
                 nothing is written then.
+            ReplyClaimed: the reservation's sender holds a reply of the rule younger than its
+                interval (recorded meanwhile); nothing is written then.
             ValueError: a reservation without a reply.
         """
         if reservation is not None and reply is None:
@@ -189,6 +196,15 @@ class SqliteStore:
                     f" (uidvalidity {uidvalidity}) was already recorded"
                 ) from err
             if reservation is not None:
+                if reservation.interval > timedelta(0) and conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM history WHERE mailbox = ? AND sender_key = ?"
+                    " AND rule_handle = ? AND replied_at >= ?)",
+                    (mailbox, reservation.sender_key, reservation.rule_handle,
+                     when - reservation.interval.total_seconds()),
+                ).fetchone()[0]:
+                    # inside BEGIN IMMEDIATE: no other writer can slip in between
+                    raise ReplyClaimed(f"state database {self.path}: {reservation.sender_key} was"
+                                       f" already answered in mailbox {mailbox}")
                 conn.execute(
                     "INSERT INTO history (mailbox, sender_key, rule_handle, replied_at, state,"
                     " outbox_id) VALUES (?, ?, ?, ?, 'reserved', ?)",

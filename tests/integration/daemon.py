@@ -80,10 +80,13 @@ def write_config(
     state: Path | None = None,
     retry_base: str = "0.5s",
     metrics: str | None = None,
+    state_url: str | None = None,
 ) -> Path:
-    """Write a config YAML to `path` (state next to it unless given); return `path`."""
+    """Write a config YAML to `path` (state next to it unless given, or on PostgreSQL at
+    `state_url`); return `path`."""
+    where = {"url": state_url} if state_url else {"path": str(state or path.with_suffix(".db"))}
     data: dict[str, Any] = {
-        "state": {"path": str(state or path.with_suffix(".db")), "retry_base": retry_base},
+        "state": {**where, "retry_base": retry_base},
         "smtp": {"host": sink.host, "port": sink.port, "security": "none", "timeout": "10s"},
         "mailboxes": [dict(m) for m in mailboxes],
     }
@@ -109,7 +112,7 @@ def awayd(*args: str, config: Path, env: Mapping[str, str] | None = None,
           timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run one `awayd` command to completion (its output is small: pipes are fine here)."""
     # --config belongs to the innermost command: `report --config C`, `suppress add --config C`
-    depth = 2 if args[:1] == ("suppress",) else 1
+    depth = 2 if args[:1] in (("suppress",), ("state",)) else 1
     argv = [*AWAYD, *args[:depth], "--config", str(config), *args[depth:]]
     return subprocess.run(argv, cwd=ROOT, env=_env(env), capture_output=True, text=True,
                           timeout=timeout, check=False, stdin=subprocess.DEVNULL)

@@ -26,6 +26,12 @@ from typing import Any
 from imapclient import IMAPClient
 
 from awayd.configtypes import ImapSettings, SecretSource, Security, TlsSettings
+from tests.integration.dovecotpush import (  # noqa: F401 (MASTER_USER, push_unavailable_reason: re-exported)
+    MASTER_USER,
+    master_config,
+    push_config,
+    push_unavailable_reason,
+)
 
 HOST = "127.0.0.1"
 DOMAIN = "example.org"
@@ -152,7 +158,9 @@ def _ids(name: str) -> tuple[int, int]:
 class Dovecot:
     """One private instance: its directory, ports, users, and the process while it runs."""
 
-    def __init__(self, directory: Path, binary: str) -> None:
+    def __init__(self, directory: Path, binary: str, *,
+                 mechanisms: str = "plain login xoauth2 oauthbearer",
+                 push: tuple[str, str] | None = None) -> None:
         self.dir = directory
         self.binary = binary
         self.host = HOST
@@ -164,13 +172,19 @@ class Dovecot:
         self.conf_path = directory / "dovecot.conf"
         #: Holds PASSWORD; imap_settings() points SecretSource(file=...) at it.
         self.password_file = directory / "imap.pass"
+        #: The master password (written by master_config), for `master_password_file`.
+        self.master_password_file = directory / "master.pass"
+        #: The SASL mechanisms offered (AUTH=...); LOGIN works whatever they are.
+        self.mechanisms = mechanisms
+        #: (url, token): deliveries call awayd's push endpoint through contrib/dovecot.
+        self.push = push
         #: Addresses handed out by add_user (every address works; this is for reference).
         self.users: set[str] = set()
         self._proc: subprocess.Popen[bytes] | None = None
         self._prepare()
 
     @classmethod
-    def create(cls) -> Dovecot:
+    def create(cls, **options: Any) -> Dovecot:
         """Write a fresh instance under the system temp dir (not started)."""
         binary = find_dovecot()
         if binary is None:
@@ -178,7 +192,7 @@ class Dovecot:
         # Not pytest's tmp_path: /tmp/pytest-of-root is 0700, and Dovecot's auth process
         # (user `dovecot`) must traverse every directory down to its files.
         directory = Path(tempfile.mkdtemp(prefix="awayd-dovecot-"))
-        return cls(directory, binary)
+        return cls(directory, binary, **options)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -365,7 +379,10 @@ class Dovecot:
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         os.chmod(self.key_path, 0o600)
-        self.conf_path.write_text(self._config(uid, gid), encoding="utf-8")
+        config = self._config(uid, gid)
+        if self.push is not None:
+            config += push_config(self.dir, *self.push)
+        self.conf_path.write_text(config, encoding="utf-8")
 
     def _config(self, uid: int, gid: int) -> str:
         d = self.dir
@@ -384,7 +401,7 @@ ssl_cert = <{self.cert_path}
 ssl_key = <{self.key_path}
 disable_plaintext_auth = no
 # Dovecot 2.3 checks an XOAUTH2/OAUTHBEARER token like a password: the token "pw" logs in.
-auth_mechanisms = plain login xoauth2 oauthbearer
+auth_mechanisms = {self.mechanisms}
 # Tests try wrong passwords: no cache, no extra delay after a failure.
 auth_cache_size = 0
 auth_failure_delay = 0
@@ -401,6 +418,7 @@ mail_location = maildir:~/Maildir
 mail_fsync = never
 mail_max_userip_connections = 1000
 
+{master_config(d)}
 passdb {{
   driver = static
   args = password={PASSWORD}

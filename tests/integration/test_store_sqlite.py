@@ -34,10 +34,19 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state.db"
 
 
-@pytest.fixture
-def store(db_path: Path) -> Iterator[SqliteStore]:
-    with SqliteStore.open(db_path) as opened:
-        yield opened
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> Iterator[SqliteStore]:
+    """The store on each backend; tests that look at the SQLite file run on SQLite only."""
+    if request.param == "sqlite":
+        with SqliteStore.open(request.getfixturevalue("db_path")) as opened:
+            yield opened
+        return
+    if "db_path" in request.fixturenames:
+        pytest.skip("looks at the SQLite file")
+    from awayd.adapters.store_pg import PostgresStore  # noqa: PLC0415
+
+    with PostgresStore.open(request.getfixturevalue("pg_url")) as pg:
+        yield pg  # type: ignore[misc]  # the same Store protocol
 
 
 def draft(uid: int, recipient: str = "bob@example.net") -> OutboxDraft:

@@ -72,7 +72,7 @@ def test_check_prints_a_summary_and_exits_0(config: Path, capsys) -> None:
     assert main(["check", "--config", str(config)]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0] == f"{config}: OK, 2 mailbox(es), state {config.parent / 'state.db'}"
+    assert lines[0] == f"{config}: OK, 2 mailbox(es), state {config.parent / 'state.db'} (sqlite)"
     assert "mailbox alice: alice@example.org (aliases alice.smith@example.org)" in lines
     assert "mailbox support: support@example.org" in lines
     assert "  sub-addresses such as alice+x@example.org are this mailbox too" in lines

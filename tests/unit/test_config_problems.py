@@ -42,8 +42,10 @@ def test_every_problem_comes_in_one_pass_with_its_line_and_column() -> None:
         "password_command, password_credential or oauth2_token_command, found 'no credentials' "
         "(line 6, column 5)",
         "c.yaml: mailboxes[0].imap.pasword_file: expected one of the known keys (ca_file, folders, "
-        "host, idle, oauth2_token_command, password_command, password_credential, password_env, "
-        "password_file, poll_interval, port, security, timeout, tls_verify, username), found "
+        "host, idle, master_password_command, master_password_credential, master_password_env, "
+        "master_password_file, master_separator, master_user, oauth2_token_command, "
+        "password_command, password_credential, password_env, password_file, poll_interval, "
+        "port, push, security, timeout, tls_verify, username), found "
         "\"unknown key 'pasword_file'\"; did you mean 'password_file'? (line 9, column 7)",
         "c.yaml: mailboxes[0].rules[0].text: 'sendr' is undefined; did you mean 'sender'? "
         "(line 12, column 9)",

@@ -1,0 +1,1 @@
+"""Push mode: Dovecot push_notification events wake a folder at once; a slow sweep catches up."""

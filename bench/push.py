@@ -1,0 +1,128 @@
+"""Push mode: Dovecot's Lua push_notification driver (contrib/dovecot) wakes awayd per delivery."""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.daemon import RULE, Awayd, idle_cpu, memory
+from bench.phases import distribution_ms, latency, make_msg, warm_up
+from bench.sink import Sink
+from bench.testbed import HOST, MASTER_USER, SENDER_DOMAIN, Dovecot, free_port
+
+
+def write_push_config(path: Path, dv: Dovecot, smtp_port: int, users: list[str], *, listen: str,
+                      token_file: Path, sweep: str = "5m") -> Path:
+    """Every user's INBOX in push mode, logged in through the master user, one rule."""
+    config = {
+        "state": {"path": str(path.with_suffix(".db"))},
+        "smtp": {"host": HOST, "port": smtp_port, "security": "none"},
+        "push": {"listen": listen, "token_file": str(token_file), "sweep_interval": sweep},
+        "defaults": {
+            "max_replies": {"per_hour": 1_000_000, "per_day": 1_000_000},
+            "imap": {"host": HOST, "port": dv.imap_port, "security": "none",
+                     "master_user": MASTER_USER,
+                     "master_password_file": str(dv.master_password_file), "push": True},
+            "rules": [RULE],
+        },
+        "mailboxes": [{"name": f"m{i}", "address": u} for i, u in enumerate(users)],
+    }
+    path.write_text(json.dumps(config, indent=1), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+def latency_push(sink: Sink, work: Path, n: int, gap: float, tag: str, *,
+                 cpu_window: float = 0.0) -> dict[str, Any]:
+    """Delivery to reply through a push event, on a Dovecot of its own that runs the shipped
+    Lua driver (the Pigeonhole instance stays without it, so its baseline is unchanged)."""
+    port = free_port()
+    token = secrets.token_hex(16)
+    token_file = work / f"push-{tag}.token"
+    token_file.write_text(token + "\n", encoding="utf-8")
+    dv = Dovecot(sink.port, max_conn=200, push=(f"http://{HOST}:{port}/events", token))
+    dv.start()
+    daemon: Awayd | None = None
+    try:
+        user = dv.new_user("push")
+        config = write_push_config(work / f"push-{tag}.yaml", dv, sink.port, [user],
+                                   listen=f"{HOST}:{port}", token_file=token_file, sweep="1h")
+        daemon = Awayd(config, work / f"push-{tag}.log")
+        daemon.wait_connected(1, timeout=30)
+        warm_up(dv, sink, user, tag)
+        extra: dict[str, Any] = {}
+        if cpu_window > 0:
+            extra = {"idle_cpu": idle_cpu(daemon.pid, cpu_window), **memory(daemon.pid)}
+        result = latency(dv, sink, user, n, gap, tag)
+        result["swept"] = daemon.count("push.swept")  # 1: the start; every reply came by event
+        return {**result, **extra}
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        dv.cleanup()
+
+
+def scale_push(sink: Sink, work: Path, n: int, samples: int, idle_s: float, tag: str, *,
+               seed: int = 0, rate: float = 50.0) -> dict[str, Any]:
+    """`n` push-mode mailboxes in one awayd (listed by a mailbox_command): time until the
+    endpoint listens and until the start-up sweep has examined every folder, RSS, idle CPU
+    between sweeps, then `samples` deliveries to random mailboxes at most `rate` a second,
+    each waiting for its reply (mostly no pooled connection: a master-user login each)."""
+    port = free_port()
+    token = secrets.token_hex(16)
+    token_file = work / f"pscale-{tag}.token"
+    token_file.write_text(token + "\n", encoding="utf-8")
+    dv = Dovecot(sink.port, max_conn=300, push=(f"http://{HOST}:{port}/events", token))
+    dv.start()
+    daemon: Awayd | None = None
+    try:
+        users = [dv.new_user(f"ps{i}") for i in range(n)]
+        listing = work / f"pscale-{tag}.users"
+        listing.write_text("\n".join(users) + "\n", encoding="utf-8")
+        config = write_push_config(work / f"pscale-{tag}.yaml", dv, sink.port, [],
+                                   listen=f"{HOST}:{port}", token_file=token_file, sweep="1h")
+        data = json.loads(config.read_text(encoding="utf-8"))
+        del data["mailboxes"]
+        data["mailbox_command"] = ["cat", str(listing)]
+        config.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        start = time.perf_counter()
+        daemon = Awayd(config, work / f"pscale-{tag}.log")
+        listening = _wait(daemon, "push.listening", 1, 120) - start
+        swept = _wait(daemon, "push.swept", 1, 1800) - start
+        time.sleep(1.0)
+        mem, cpu = memory(daemon.pid), idle_cpu(daemon.pid, idle_s)
+        rng = random.Random(seed)
+        lat: list[float] = []
+        lmtp = dv.lmtp()
+        try:
+            for i in range(samples):
+                user, sender = rng.choice(users), f"ps{tag}-{i}@{SENDER_DOMAIN}"
+                t0 = time.time()
+                lmtp.sendmail(sender, [user], make_msg(sender, user))
+                recs = sink.collect([sender], timeout=15)
+                if recs:
+                    lat.append(recs[0]["ts"] - t0)
+                time.sleep(max(0.0, 1.0 / rate - (time.time() - t0)))
+        finally:
+            lmtp.quit()
+        return {"mailboxes": n, "listening_s": listening, "startup_sweep_s": swept,
+                "idle_cpu": cpu, **mem, "n": samples, "replies": len(lat),
+                "exact": len(lat) == samples, "latency_ms": distribution_ms(lat)}
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        dv.cleanup()
+
+
+def _wait(daemon: Awayd, event: str, count: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while daemon.count(event) < count:
+        if daemon.proc.poll() is not None:
+            raise RuntimeError(f"awayd exited with {daemon.proc.returncode}; see {daemon.log}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no {event} within {timeout:g} s; see {daemon.log}")
+        time.sleep(0.1)
+    return time.perf_counter()
