@@ -25,7 +25,7 @@ from typing import Any
 
 from imapclient import IMAPClient
 
-from awayd.configtypes import ImapSettings, SecretSource, Security, TlsSettings
+from awayd.config.model import ImapSettings, SecretSource, Security, TlsSettings
 from tests.integration.dovecotpush import (  # noqa: F401 (MASTER_USER, push_unavailable_reason: re-exported)
     MASTER_USER,
     master_config,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from awayd.config import load_config, parse_config
-from awayd.configcheck import summary
-from awayd.configsources import merge_defaults
+from awayd.config.check import summary
+from awayd.config.load import load_config, parse_config
+from awayd.config.sources import merge_defaults
 from awayd.errors import ConfigError
 
 HOST = """\
