@@ -1,5 +1,5 @@
 """Allow `python -m awayd`."""
 
-from awayd.cli import main
+from awayd.cli.main import main
 
 raise SystemExit(main())

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from awayd.configtypes import Mailbox, SmtpSettings
+from awayd.config.model import Mailbox, SmtpSettings
 from awayd.core.backoff import Backoff
 from awayd.errors import SendError, StateError
 from awayd.pipeline import fault_point

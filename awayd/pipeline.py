@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from awayd.adapters.store_api import ReplyClaimed
 from awayd.adapters.store_sqlite import OutboxDraft, Reservation
-from awayd.configtypes import Mailbox
+from awayd.config.model import Mailbox
 from awayd.core import reasons as r
 from awayd.core.absence import OwnerAbsence
 from awayd.core.decide import Decision, judge

@@ -23,8 +23,8 @@ from awayd.adapters.smtp import SmtpSender
 from awayd.adapters.state_lock import StateLock
 from awayd.adapters.store_absence import AbsenceCache
 from awayd.adapters.store_api import open_store
-from awayd.config import load_config
-from awayd.configtypes import Config, Mailbox
+from awayd.config.load import load_config
+from awayd.config.model import Config, Mailbox
 from awayd.core.backoff import Backoff
 from awayd.errors import AwaydError, ConfigError, SourceError
 from awayd.leasing import LeaseKeeper, host_id

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from awayd.configtypes import Mailbox
+from awayd.config.model import Mailbox
 from awayd.core.backoff import Backoff
 from awayd.errors import AwaydError, SourceError, StateError
 from awayd.pipeline import Clock, Incoming, Pipeline

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from awayd.config import load_config
+from awayd.config.load import load_config
 from awayd.core.decide import decide
 from awayd.core.history import EmptyHistory
 

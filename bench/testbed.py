@@ -1,6 +1,7 @@
 """A private Dovecot 2.3 with LMTP and Pigeonhole on 127.0.0.1 for the benchmarks.
 
-Recipe: /work/shared/DOVECOT.md. Any address is a user (static passdb/userdb, password
+Built on the tests' Dovecot test bed (tests/integration/dovecot.py: finding Dovecot, the mail
+user, ports, process groups, the push set-up). Any address is a user (static passdb/userdb, password
 "pw"), so a fresh address is a fresh, empty mailbox. Limits are sized for `max_conn`
 concurrent IMAP sessions. Needs root, like the Debian master.
 """
@@ -8,20 +9,29 @@ concurrent IMAP sessions. Needs root, like the Debian master.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import pwd
 import shutil
-import signal
 import smtplib
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-# One Dovecot push set-up for tests and benchmarks (bench/run runs from the repository root).
+# One Dovecot test bed for tests and benchmarks (bench/run runs from the repository root): the
+# process plumbing and the push set-up are the tests' own; this instance is sized for a
+# thousand sessions and runs Pigeonhole for the baseline.
+from tests.integration.dovecot import (
+    HOST,
+    PASSWORD,
+    die_with_parent,
+    end_group,
+    ensure_mail_user,
+    find_dovecot,
+    free_port,
+    listening,
+)
+from tests.integration.dovecot import unavailable_reason as dovecot_unavailable_reason
 from tests.integration.dovecotpush import (  # noqa: F401 (MASTER_USER: re-exported)
     MASTER_USER,
     master_config,
@@ -29,87 +39,21 @@ from tests.integration.dovecotpush import (  # noqa: F401 (MASTER_USER: re-expor
     push_unavailable_reason,
 )
 
-HOST = "127.0.0.1"
 DOMAIN = "bench.example.org"
 SENDER_DOMAIN = "senders.example.net"  # .test is refused by awayd's invalid-sender guard
-PASSWORD = "pw"
-MAIL_USER = "awaydmail"
 SIEVE_PLUGIN = Path("/usr/lib/dovecot/modules/lib90_sieve_plugin.so")
 INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
 VACATION = ('require ["vacation"];\n'
             'vacation :days 1 :subject "Out of office" "I am away until Monday. (baseline)";\n')
-_PR_SET_PDEATHSIG = 1
-
-
-def find_dovecot() -> str | None:
-    for candidate in (shutil.which("dovecot"), "/usr/sbin/dovecot"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 def unavailable_reason() -> str | None:
     """Why the benchmark cannot run here, or None when it can."""
-    if find_dovecot() is None:
-        return "dovecot is not installed (apt-get install dovecot-imapd dovecot-lmtpd dovecot-sieve)"
+    if (reason := dovecot_unavailable_reason()) is not None:
+        return reason
     if not SIEVE_PLUGIN.exists() or shutil.which("sievec") is None:
         return "Pigeonhole is not installed (apt-get install dovecot-sieve)"
-    if (reason := push_unavailable_reason()) is not None:
-        return reason
-    if os.geteuid() != 0:
-        return "a private dovecot needs root (its master switches to the mail uid)"
-    return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def die_with_parent() -> None:
-    """Runs in a child before exec: SIGTERM it when the harness dies, however it dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _mail_ids() -> tuple[int, int]:
-    try:
-        entry = pwd.getpwnam(MAIL_USER)
-    except KeyError:
-        subprocess.run(["useradd", "-r", "-M", "-s", "/usr/sbin/nologin", MAIL_USER], check=True)
-        entry = pwd.getpwnam(MAIL_USER)
-    return entry.pw_uid, entry.pw_gid
-
-
-def _group_alive(group: int) -> bool:
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == group and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
-def end_group(group: int, timeout: float = 10.0) -> None:
-    """SIGTERM what is left of a process group we started, SIGKILL after `timeout`."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not _group_alive(group):
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, sig)
-        deadline = time.monotonic() + timeout
-        while _group_alive(group) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    return push_unavailable_reason()
 
 
 def raise_fd_limit() -> int:
@@ -163,7 +107,7 @@ class Dovecot:
         self.max_conn = max_conn
         self.conf_path = self.dir / "dovecot.conf"
         self.password_file = self.dir / "imap.pass"
-        self.uid, self.gid = _mail_ids()
+        self.uid, self.gid = ensure_mail_user()
         self._proc: subprocess.Popen[bytes] | None = None
         for sub in ("run", "state", "log", "home"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)

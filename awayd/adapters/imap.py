@@ -40,7 +40,7 @@ from awayd.adapters.imap_conn import (
     translate_errors,
 )
 from awayd.adapters.secrets import resolve_secret
-from awayd.configtypes import ImapSettings
+from awayd.config.model import ImapSettings
 from awayd.core.machine import TEXT_PREFIX
 from awayd.errors import SourceError
 

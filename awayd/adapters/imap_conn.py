@@ -15,7 +15,7 @@ import structlog
 from imapclient import IMAPClient
 from imapclient import exceptions as imap_errors
 
-from awayd.configtypes import ImapSettings, SecretSource, TlsSettings
+from awayd.config.model import ImapSettings, SecretSource, TlsSettings
 from awayd.errors import AwaydError, SourceError
 
 __all__ = [

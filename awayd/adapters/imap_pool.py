@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from awayd.adapters.imap import FetchedMessage, FolderStatus, FolderWatcher
-from awayd.configtypes import ImapSettings
+from awayd.config.model import ImapSettings
 from awayd.errors import SourceError
 
 #: A connection unused this long is logged out (Dovecot's own autologout is 30 min).

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from awayd.configtypes import SecretSource
+from awayd.config.model import SecretSource
 from awayd.errors import ConfigError
 
 #: The shipped units load a whole directory (`LoadCredential=awayd:DIR`), and systemd names each

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from awayd.adapters.smtp_auth import authenticate
-from awayd.configtypes import SecretSource, SmtpSettings, TlsSettings
+from awayd.config.model import SecretSource, SmtpSettings, TlsSettings
 from awayd.core.wire import needs_smtputf8, without_utf8_ids
 from awayd.errors import ConfigError, SendError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Callable
 
-from awayd.configtypes import SecretSource, SmtpSettings
+from awayd.config.model import SecretSource, SmtpSettings
 from awayd.errors import AwaydError, SendError
 
 

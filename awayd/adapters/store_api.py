@@ -35,7 +35,7 @@ from awayd.adapters.store_rows import (
     Reservation,
     Suppression,
 )
-from awayd.configtypes import StateSettings
+from awayd.config.model import StateSettings
 from awayd.errors import StateError
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from awayd.configtypes import Mailbox, Rule, Templates, When
+from awayd.config.model import Mailbox, Rule, Templates, When
 from awayd.core.schedule import _end_instant, _start_instant
 from awayd.core.templates import compile_template
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import format_datetime
 
-from awayd.configtypes import Mailbox, Rule, Templates
+from awayd.config.model import Mailbox, Rule, Templates
 from awayd.core.i18n import format_date
 from awayd.core.message import Message, decode_words, one_line, unwrap_srs
 from awayd.core.schedule import next_change

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from awayd.configread import show_duration
-from awayd.configtypes import Mailbox, Rule
+from awayd.config.model import Mailbox, Rule
+from awayd.config.read import show_duration
 from awayd.core import reasons as r
 from awayd.core.absence import OwnerAbsence, with_absence
 from awayd.core.compose import Reply, compose

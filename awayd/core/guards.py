@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
-from awayd.configtypes import Mailbox
+from awayd.config.model import Mailbox
 from awayd.core import machine
 from awayd.core import own as ow
 from awayd.core import reasons as r

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from awayd.configtypes import Mailbox
+from awayd.config.model import Mailbox
 
 
 def match(mailbox: Mailbox, address: str) -> tuple[str, str] | None:

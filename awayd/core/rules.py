@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from awayd.configtypes import Mailbox, Rule
+from awayd.config.model import Mailbox, Rule
 from awayd.core import reasons as r
 from awayd.core.guards import Envelope
 from awayd.core.message import Message

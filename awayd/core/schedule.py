@@ -6,7 +6,7 @@ from datetime import date, datetime, time, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo
 
-from awayd.configtypes import WeeklyWindow, When
+from awayd.config.model import WeeklyWindow, When
 
 HORIZON_DAYS = 400  # how far next_change looks ahead
 

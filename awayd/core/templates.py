@@ -94,7 +94,7 @@ _CACHE_SIZE = 4096
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def compile_template(source: str, *, html: bool = False) -> Template:
-    """Compile; raises jinja2.TemplateSyntaxError (config.py turns it into a ConfigError)."""
+    """Compile; raises jinja2.TemplateSyntaxError (awayd.config.load turns it into a ConfigError)."""
     return (HTML_ENV if html else TEXT_ENV).from_string(source)
 
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from awayd.adapters.imap_pool import PooledWatcher, WatcherPool
-from awayd.configtypes import Mailbox
+from awayd.config.model import Mailbox
 from awayd.push.events import PushEvent
 from awayd.worker import FolderWorker, Watcher
 

@@ -12,7 +12,7 @@ import structlog
 from awayd.adapters.imap import FolderWatcher
 from awayd.adapters.imap_pool import WatcherPool
 from awayd.adapters.secrets import resolve_secret
-from awayd.configtypes import Config, ImapSettings, Mailbox
+from awayd.config.model import Config, ImapSettings, Mailbox
 from awayd.pipeline import Clock
 from awayd.push.dispatch import PushDispatcher
 from awayd.push.server import PushServer

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from awayd.config import load_config
-from awayd.configtypes import Mailbox
+from awayd.config.load import load_config
+from awayd.config.model import Mailbox
 from awayd.core import reasons
 from awayd.core.decide import decide
 from awayd.core.history import MemoryHistory

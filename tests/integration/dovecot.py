@@ -25,7 +25,7 @@ from typing import Any
 
 from imapclient import IMAPClient
 
-from awayd.configtypes import ImapSettings, SecretSource, Security, TlsSettings
+from awayd.config.model import ImapSettings, SecretSource, Security, TlsSettings
 from tests.integration.dovecotpush import (  # noqa: F401 (MASTER_USER, push_unavailable_reason: re-exported)
     MASTER_USER,
     master_config,
@@ -98,7 +98,7 @@ def free_port() -> int:
         return port
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
     try:
         with socket.create_connection((HOST, port), timeout=1.0):
             return True
@@ -106,7 +106,7 @@ def _listening(port: int) -> bool:
         return False
 
 
-def _ensure_mail_user() -> tuple[int, int]:
+def ensure_mail_user() -> tuple[int, int]:
     try:
         return _ids(MAIL_USER)
     except KeyError:
@@ -132,20 +132,20 @@ def _group_alive(group: int) -> bool:
     return False
 
 
-def _end_group(group: int) -> None:
-    """SIGTERM every process left in `group`, SIGKILL after STOP_TIMEOUT."""
+def end_group(group: int, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM every process left in `group`, SIGKILL after `timeout`."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         if not _group_alive(group):
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, sig)
-        deadline = time.monotonic() + STOP_TIMEOUT
+        deadline = time.monotonic() + timeout
         while _group_alive(group) and time.monotonic() < deadline:
             time.sleep(0.05)
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when pytest dies, however it dies."""
+def die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when its parent (pytest, the bench) dies."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -211,7 +211,7 @@ class Dovecot:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run Dovecot's fork
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads run Dovecot's fork
                 # Its own process group: the imap, log and stats processes outlive the master,
                 # and stop() ends them through the group, never by name.
                 start_new_session=True,
@@ -221,7 +221,7 @@ class Dovecot:
             if self._proc.poll() is not None:
                 self._proc = None
                 raise RuntimeError(f"dovecot exited at start:\n{self.log_text()[-3000:]}")
-            if self._greets() and _listening(self.lmtp_port):
+            if self._greets() and listening(self.lmtp_port):
                 return
             time.sleep(0.05)
         self.stop()
@@ -245,10 +245,10 @@ class Dovecot:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        _end_group(group)
+        end_group(group)
         deadline = time.monotonic() + STOP_TIMEOUT
         ports = (self.imap_port, self.imaps_port, self.lmtp_port)
-        while any(_listening(p) for p in ports) and time.monotonic() < deadline:
+        while any(listening(p) for p in ports) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def restart(self) -> None:
@@ -357,7 +357,7 @@ class Dovecot:
     # -- setup -----------------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        uid, gid = _ensure_mail_user()
+        uid, gid = ensure_mail_user()
         for sub in ("run", "state", "log", "home", "tls"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         # The auth process runs as `dovecot` and needs +x on DIR.

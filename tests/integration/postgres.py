@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.integration.dovecot import HOST, MAIL_USER, _ensure_mail_user, free_port
+from tests.integration.dovecot import HOST, MAIL_USER, ensure_mail_user, free_port
 
 START_TIMEOUT = 30.0
 SUPERUSER = "awayd"
@@ -59,7 +59,7 @@ class Postgres:
 
     @classmethod
     def create(cls, *, durable: bool = False) -> Postgres:
-        uid, gid = _ensure_mail_user()
+        uid, gid = ensure_mail_user()
         root = Path(tempfile.mkdtemp(prefix="awayd-pg-"))
         os.chown(root, uid, gid)
         server = cls(root, free_port(), durable=durable)

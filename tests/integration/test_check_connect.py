@@ -10,8 +10,8 @@ import pytest
 import trustme
 
 from awayd.adapters.secrets import resolve_secret
-from awayd.checkconnect import exit_code, probe_smtp
-from awayd.configtypes import SmtpSettings, TlsSettings
+from awayd.cli.check_connect import exit_code, probe_smtp
+from awayd.config.model import SmtpSettings, TlsSettings
 from tests.integration.daemon import awayd, mailbox, write_config
 from tests.integration.dovecot import Dovecot, free_port
 from tests.integration.oauthsink import OAuthSink, token_script

@@ -12,7 +12,7 @@ import pytest
 from awayd.adapters.store_absence import AbsenceCache, read_absences, set_absence
 from awayd.adapters.store_rows import OutboxDraft, Reservation
 from awayd.adapters.store_sqlite import SqliteStore
-from awayd.cli import main
+from awayd.cli.main import main
 from awayd.core.absence import make_absence
 
 CONFIG = """

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from awayd.adapters.store_sqlite import SqliteStore
-from awayd.cli import main
+from awayd.cli.main import main
 
 DOCUMENTED = {0, 2, 65, 69, 75, 78}
 

@@ -20,7 +20,7 @@ import trustme
 from structlog.testing import capture_logs
 
 from awayd.adapters.imap import FETCH_BATCH, TEXT_PEEK_BYTES, FolderWatcher, append_message
-from awayd.configtypes import ImapSettings, Security
+from awayd.config.model import ImapSettings, Security
 from awayd.errors import SourceError
 from tests.integration.dovecot import PASSWORD, Dovecot, free_port
 

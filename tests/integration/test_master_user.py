@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from awayd.adapters.imap import FolderWatcher
-from awayd.configtypes import SecretSource
+from awayd.config.model import SecretSource
 from awayd.errors import SourceError
 from tests.integration.daemon import Daemons, awayd, message, rule
 from tests.integration.dovecot import DOMAIN, MASTER_USER, Dovecot

@@ -10,7 +10,7 @@ import pytest
 
 from awayd.adapters.store_pg import PostgresStore
 from awayd.adapters.store_sqlite import SqliteStore
-from awayd.config import parse_config
+from awayd.config.load import parse_config
 from awayd.core import reasons as r
 from awayd.pipeline import Incoming, Pipeline
 

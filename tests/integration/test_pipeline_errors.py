@@ -12,7 +12,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from awayd.adapters.store_sqlite import SqliteStore
-from awayd.config import parse_config
+from awayd.config.load import parse_config
 from awayd.errors import StateError
 from awayd.outbox import Outbox
 from awayd.pipeline import Incoming, NoEvents, Pipeline

@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from awayd.adapters.smtp import SmtpSender
-from awayd.configtypes import SecretSource, Security, SmtpSettings, TlsSettings
+from awayd.config.model import SecretSource, Security, SmtpSettings, TlsSettings
 from awayd.errors import SendError
 
 PASSWORD = "s3cret-smtp-pw"

@@ -9,7 +9,7 @@ import pytest
 
 from awayd.adapters.secrets import resolve_secret
 from awayd.adapters.smtp import SmtpSender
-from awayd.configtypes import SmtpSettings, TlsSettings
+from awayd.config.model import SmtpSettings, TlsSettings
 from awayd.errors import SendError
 from tests.integration.oauthsink import OAuthSink, token_script
 from tests.integration.smtpsink import SmtpSink

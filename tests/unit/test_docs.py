@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from awayd.cli import build_parser
-from awayd.config import SCHEMA, load_config, parse_config
+from awayd.cli.main import build_parser
+from awayd.config.load import SCHEMA, load_config, parse_config
 from awayd.core import reasons
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from awayd.config import parse_config
+from awayd.config.load import parse_config
 from awayd.service import LOGGED_NAMES, mailbox_names
 
 

@@ -122,9 +122,9 @@ def test_exec_start_paths_per_unit() -> None:
 
 
 def test_exec_start_arguments_are_accepted_by_the_cli(unit: Unit) -> None:
-    if importlib.util.find_spec("awayd.cli") is None:
-        pytest.skip("awayd.cli is not written yet")
-    cli = importlib.import_module("awayd.cli")
+    if importlib.util.find_spec("awayd.cli.main") is None:
+        pytest.skip("awayd.cli.main is not written yet")
+    cli = importlib.import_module("awayd.cli.main")
     argv = [_expand(arg) for arg in _exec_start(unit)[1:]]
     try:
         namespace = cli.build_parser().parse_args(argv)

@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 from structlog.testing import capture_logs
 
-from awayd.configtypes import ImapSettings, Mailbox, TlsSettings
+from awayd.config.model import ImapSettings, Mailbox, TlsSettings
 from awayd.worker import IDLE_RENEW_S, FolderWorker
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from awayd.config import parse_config
+from awayd.config.load import parse_config
 from awayd.errors import StateError
 from awayd.pipeline import Incoming
 from awayd.worker import FolderWorker

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from awayd.adapters.imap import FolderWatcher
 from awayd.adapters.imap_pool import MAX_IDLE_S, WatcherPool
-from awayd.configtypes import ImapSettings, SecretSource, TlsSettings
+from awayd.config.model import ImapSettings, SecretSource, TlsSettings
 
 
 class Clock:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from awayd.adapters.secrets import resolve_secret
-from awayd.configtypes import SecretSource
+from awayd.config.model import SecretSource
 from awayd.errors import ConfigError
 
 SECRET = "s3cr3t-pa55"

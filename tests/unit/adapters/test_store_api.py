@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from awayd.adapters.store_api import backend_name, redact, state_name
-from awayd.configtypes import StateSettings
+from awayd.config.model import StateSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -28,10 +28,10 @@ def test_redact_leaves_a_url_without_password_alone() -> None:
 BLOCK_PSYCOPG = """
 import sys
 sys.modules["psycopg"] = None  # as if `awayd[postgres]` was not installed
-import awayd.service, awayd.commands, awayd.commands_away, awayd.commands_state, awayd.leasing
+import awayd.service, awayd.cli.commands, awayd.cli.away, awayd.cli.state, awayd.leasing
 from pathlib import Path
 from awayd.adapters.store_api import open_store
-from awayd.configtypes import StateSettings
+from awayd.config.model import StateSettings
 from awayd.errors import StateError
 try:
     open_store(StateSettings(url="postgresql://awayd:pw@127.0.0.1:9/awayd"))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from awayd.config import parse_config
-from awayd.configtypes import Mailbox
+from awayd.config.load import parse_config
+from awayd.config.model import Mailbox
 from awayd.core.decide import Decision, decide
 from awayd.core.history import EmptyHistory, HistoryView
 

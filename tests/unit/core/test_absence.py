@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from jinja2 import TemplateSyntaxError
 
-from awayd.configtypes import Mailbox
+from awayd.config.model import Mailbox
 from awayd.core.absence import (
     RULE_NAME,
     OwnerAbsence,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from awayd.configtypes import Mailbox
+from awayd.config.model import Mailbox
 from awayd.core.guards import envelope, sender_of
 from awayd.core.message import parse
 from awayd.core.rules import Selection, audience_ok, select

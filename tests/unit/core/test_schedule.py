@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from awayd.configtypes import WeeklyWindow, When
+from awayd.config.model import WeeklyWindow, When
 from awayd.core.schedule import State, next_change, state
 
 PARIS = ZoneInfo("Europe/Paris")

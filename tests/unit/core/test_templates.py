@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 from jinja2 import TemplateSyntaxError
 
-from awayd.config import parse_config
+from awayd.config.load import parse_config
 from awayd.core.decide import decide
 from awayd.core.history import EmptyHistory
 from awayd.core.templates import RuleVars, SenderVars, compile_template, render

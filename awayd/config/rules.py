@@ -6,8 +6,8 @@ import difflib
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from awayd.configread import Node, Problems
-from awayd.configtypes import Config
+from awayd.config.model import Config
+from awayd.config.read import Node, Problems
 from awayd.core.templates import VARIABLES, undeclared_names
 
 
@@ -35,7 +35,7 @@ def ends_before_start(start: date | datetime, until: date | datetime, tz: ZoneIn
 
 def trial_render_at_keys(config: Config, nodes: list[Node], problems: Problems) -> None:
     """Render every template once against a sample; each failure is a problem at its key."""
-    from awayd.configcheck import trial_render  # noqa: PLC0415 (needs the core)
+    from awayd.config.check import trial_render  # noqa: PLC0415 (needs the core)
 
     for node, mailbox in zip(nodes, config.mailboxes, strict=True):
         raw = node.data.get("rules")

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
-from awayd.configread import as_address, as_duration
+from awayd.config.read import as_address, as_duration
 from awayd.errors import UsageError
 
 

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from awayd.configmarks import located, read_text
-from awayd.configtypes import Config, ImapSettings, SecretSource, SmtpSettings, TlsSettings
+from awayd.config.marks import located, read_text
+from awayd.config.model import Config, ImapSettings, SecretSource, SmtpSettings, TlsSettings
 from awayd.errors import ConfigError
 
 _KEYS = {"file": "password_file", "env": "password_env", "command": "password_command",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from awayd.cli import main
+from awayd.cli.main import main
 
 AT = "2026-12-22T10:00:00+01:00"
 
@@ -93,7 +93,7 @@ def test_check_reads_awayd_config_from_the_environment(config: Path, capsys,
 
 
 def test_check_of_the_corpus_config(capsys) -> None:
-    corpus = Path(__file__).parent.parent / "data" / "config.yaml"
+    corpus = Path(__file__).parents[2] / "data" / "config.yaml"
     assert main(["check", "--config", str(corpus)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{corpus}: OK, 1 mailbox(es)")
@@ -275,7 +275,7 @@ def test_explain_with_invalid_config_exits_78(tmp_path: Path, messages: Path, ca
 
 
 def test_python_m_awayd_check_runs_as_a_process(config: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
     done = subprocess.run([sys.executable, "-m", "awayd", "check", "--config", str(config)],
                           capture_output=True, text=True, env=env, check=False, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -285,7 +285,7 @@ def test_python_m_awayd_check_runs_as_a_process(config: Path) -> None:
 def test_python_m_awayd_check_exits_78_on_a_bad_config(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("colour: blue\nmailboxes: []\n", encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
     done = subprocess.run([sys.executable, "-m", "awayd", "check", "--config", str(bad)],
                           capture_output=True, text=True, env=env, check=False, timeout=120)
     assert done.returncode == 78

@@ -1,4 +1,4 @@
-"""Tests for awayd.configpaths: files resolve against the config's directory; the default path."""
+"""Tests for awayd.config.paths: files resolve against the config's directory; the default path."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from awayd.config import load_config, parse_config
-from awayd.configpaths import SYSTEM_CONFIG, default_config_path
+from awayd.config.load import load_config, parse_config
+from awayd.config.paths import SYSTEM_CONFIG, default_config_path
 from awayd.errors import ConfigError
 
 CONFIG = """
@@ -140,7 +140,7 @@ def test_awayd_check_without_config_finds_the_users_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The CLI asks default_config_path with the real environment and effective uid."""
-    from awayd.cli import main  # noqa: PLC0415
+    from awayd.cli.main import main  # noqa: PLC0415
 
     mine = _write(tmp_path / ".config" / "awayd")
     (mine.parent / "secrets").mkdir()

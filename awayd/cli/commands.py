@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from awayd.config import load_config
-from awayd.configcheck import summary
+from awayd.config.check import summary
+from awayd.config.load import load_config
 from awayd.core.history import EmptyHistory, HistoryView
 from awayd.errors import SourceError, StateError
 
@@ -21,10 +21,10 @@ def _now() -> datetime:
 
 
 def cmd_check(args: argparse.Namespace, config_path: Path) -> int:
-    from awayd.absence_view import describe_absence, read_absences  # noqa: PLC0415
-    from awayd.checksecrets import verify_secrets  # noqa: PLC0415
-    from awayd.configcheck import rule_warnings  # noqa: PLC0415
-    from awayd.configmarks import located, read_text  # noqa: PLC0415
+    from awayd.cli.absence_view import describe_absence, read_absences  # noqa: PLC0415
+    from awayd.cli.check_secrets import verify_secrets  # noqa: PLC0415
+    from awayd.config.check import rule_warnings  # noqa: PLC0415
+    from awayd.config.marks import located, read_text  # noqa: PLC0415
 
     config = load_config(config_path)
     verify_secrets(config, config_path)
@@ -38,14 +38,14 @@ def cmd_check(args: argparse.Namespace, config_path: Path) -> int:
     if problem is not None:
         print(f"  (owner absences not read: {problem})")
     if getattr(args, "connect", False):
-        from awayd.checkconnect import connect_report  # noqa: PLC0415
+        from awayd.cli.check_connect import connect_report  # noqa: PLC0415
 
         return connect_report(config, sys.stdout)
     return 0
 
 
 def cmd_explain(args: argparse.Namespace, config_path: Path) -> int:
-    from awayd.explain import run_explain  # noqa: PLC0415
+    from awayd.cli.explain import run_explain  # noqa: PLC0415
 
     config = load_config(config_path)
     if isinstance(sys.stdout, io.TextIOWrapper):  # valid UTF-8 whatever the locale says
@@ -65,7 +65,7 @@ def cmd_explain(args: argparse.Namespace, config_path: Path) -> int:
     elif args.history:
         store = open_store(config.state, readonly=True)
         history = store
-    from awayd.absence_view import read_absences  # noqa: PLC0415
+    from awayd.cli.absence_view import read_absences  # noqa: PLC0415
 
     absences, problem = read_absences(config.state)
     if problem is not None:
@@ -107,8 +107,8 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
 
 
 def cmd_report(args: argparse.Namespace, config_path: Path) -> int:
-    from awayd.absence_view import describe_absence, read_absences  # noqa: PLC0415
-    from awayd.admin import parse_since, print_report  # noqa: PLC0415
+    from awayd.cli.absence_view import describe_absence, read_absences  # noqa: PLC0415
+    from awayd.cli.admin import parse_since, print_report  # noqa: PLC0415
 
     config, store = _open_store(config_path, readonly=True)
     since = parse_since(args.since, _now())
@@ -129,7 +129,7 @@ def cmd_report(args: argparse.Namespace, config_path: Path) -> int:
 
 
 def cmd_forget(args: argparse.Namespace, config_path: Path) -> int:
-    from awayd.admin import normalise_entry  # noqa: PLC0415
+    from awayd.cli.admin import normalise_entry  # noqa: PLC0415
 
     config, store = _open_store(config_path)
     if config.mailbox(args.mailbox) is None:
@@ -148,7 +148,7 @@ def cmd_forget(args: argparse.Namespace, config_path: Path) -> int:
 
 
 def cmd_suppress(args: argparse.Namespace, config_path: Path) -> int:
-    from awayd.admin import normalise_entry  # noqa: PLC0415
+    from awayd.cli.admin import normalise_entry  # noqa: PLC0415
 
     config, store = _open_store(config_path, readonly=args.action == "list")
     scope = getattr(args, "mailbox", None) or "*"

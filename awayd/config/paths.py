@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from awayd.configtypes import Config, ImapSettings, SecretSource, SmtpSettings, TlsSettings
+from awayd.config.model import Config, ImapSettings, SecretSource, SmtpSettings, TlsSettings
 
 
 def resolve_path(path: Path, base_dir: Path) -> Path:

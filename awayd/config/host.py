@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from awayd import configread as cr
-from awayd.configread import Node, Problems
-from awayd.configtypes import Mailbox, PushSettings, SecretSource
+from awayd.config import read as cr
+from awayd.config.model import Mailbox, PushSettings, SecretSource
+from awayd.config.read import Node, Problems
 
 #: Reads one secret source among the given keys (config._secret).
 SecretReader = Callable[[Node, tuple[str, ...]], SecretSource | None]

@@ -35,7 +35,7 @@ EXIT_CODES = """exit codes:
 
 
 def default_config() -> str:
-    from awayd.configpaths import default_config_path  # noqa: PLC0415
+    from awayd.config.paths import default_config_path  # noqa: PLC0415
 
     return str(default_config_path(os.environ, os.geteuid()))
 
@@ -188,7 +188,9 @@ def _say(err: AwaydError) -> None:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    from awayd import commands, commands_away, commands_state  # noqa: PLC0415 (keeps `awayd --help` fast)
+    from awayd.cli import away as commands_away  # noqa: PLC0415 (keeps `awayd --help` fast)
+    from awayd.cli import commands  # noqa: PLC0415
+    from awayd.cli import state as commands_state  # noqa: PLC0415
 
     config_path = Path(getattr(args, "config", None) or default_config())
     handler = {

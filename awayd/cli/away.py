@@ -13,10 +13,10 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from jinja2 import TemplateSyntaxError
 
-from awayd.absence_view import describe_absence, mailbox_status, read_absences, status_text
 from awayd.adapters.store_api import state_exists
-from awayd.config import load_config
-from awayd.configtypes import Config, Mailbox
+from awayd.cli.absence_view import describe_absence, mailbox_status, read_absences, status_text
+from awayd.config.load import load_config
+from awayd.config.model import Config, Mailbox
 from awayd.core.absence import OwnerAbsence, make_absence, span, template_rule, with_absence
 from awayd.errors import ConfigError, StateError, UsageError
 
@@ -69,7 +69,7 @@ def read_text(path: str) -> str:
 
 
 def _render_problems(config: Config, mailbox: Mailbox, absence: OwnerAbsence, where: str) -> list[str]:
-    from awayd.configcheck import trial_render  # noqa: PLC0415
+    from awayd.config.check import trial_render  # noqa: PLC0415
 
     effective = with_absence(mailbox, absence)
     return [f"{where}: {message}" for _key, message in trial_render(effective, effective.rules[0])]

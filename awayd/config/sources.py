@@ -11,11 +11,11 @@ from pathlib import Path
 
 import yaml
 
-from awayd import configread as cr
-from awayd.configmarks import yaml_marks
-from awayd.configpaths import resolve_command, resolve_path
-from awayd.configread import Node, Problems
-from awayd.configtypes import MailboxSource
+from awayd.config import read as cr
+from awayd.config.marks import yaml_marks
+from awayd.config.model import MailboxSource
+from awayd.config.paths import resolve_command, resolve_path
+from awayd.config.read import Node, Problems
 from awayd.errors import ConfigError
 
 #: Mapping-valued mailbox keys whose defaults merge key by key; every other key is replaced.

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from awayd.configtypes import Config, Mailbox, StateSettings
+from awayd.config.model import Config, Mailbox, StateSettings
 from awayd.core.absence import OwnerAbsence, template_rule, with_absence
 from awayd.core.schedule import State, next_change, state
 from awayd.errors import StateError

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from awayd.config import load_config, parse_config
-from awayd.configread import as_day_set
+from awayd.config.load import load_config, parse_config
+from awayd.config.read import as_day_set
 from awayd.errors import ConfigError
 
-DATA = Path(__file__).parent.parent / "data"
+DATA = Path(__file__).parents[2] / "data"
 
 MINIMAL = """
 mailboxes:

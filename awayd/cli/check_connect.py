@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from awayd.configtypes import Config, ImapSettings, SecretSource, SmtpSettings
+from awayd.config.model import Config, ImapSettings, SecretSource, SmtpSettings
 from awayd.errors import AwaydError, SourceError
 
 EX_OK = 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from awayd.config import parse_config
-from awayd.configmarks import yaml_marks
+from awayd.config.load import parse_config
+from awayd.config.marks import yaml_marks
 from awayd.errors import ConfigError
 
 CONFIG = """\

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from awayd.cli import build_parser, main
+from awayd.cli.main import build_parser, main
 
 
 def parsers(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
@@ -54,7 +54,7 @@ def test_usage_errors_exit_2_naming_the_command(argv: list[str], capsys: pytest.
 def test_a_bug_reaches_the_user_as_one_line_and_exit_70(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from awayd import commands  # noqa: PLC0415
+    from awayd.cli import commands  # noqa: PLC0415
 
     def broken(args: argparse.Namespace, config_path: object) -> int:
         raise KeyError("surprise")

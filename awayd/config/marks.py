@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from awayd.configread import Problems
+from awayd.config.read import Problems
 
 #: A walk never records more than this many paths (a config has a few hundred).
 MAX_MARKS = 100_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from awayd.configread import show_duration
-from awayd.configtypes import Config, Mailbox, Rule, Templates
+from awayd.config.model import Config, Mailbox, Rule, Templates
+from awayd.config.read import show_duration
 from awayd.core.compose import compose
 from awayd.core.i18n import format_date
 from awayd.core.message import Message, parse

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from awayd.configtypes import Mailbox
+from awayd.config.model import Mailbox
 from awayd.core.absence import OwnerAbsence
 from awayd.core.decide import Decision, judge
 from awayd.core.history import HistoryView

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from awayd.adapters.store_api import redact
-from awayd.config import load_config
+from awayd.config.load import load_config
 from awayd.errors import UsageError
 
 

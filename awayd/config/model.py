@@ -1,4 +1,4 @@
-"""Frozen, typed configuration values produced by config.py and read everywhere else."""
+"""Frozen, typed configuration values produced by awayd.config.load and read everywhere else."""
 
 from __future__ import annotations
 

@@ -1,13 +1,13 @@
-"""Tests for awayd.yamlsafe: alias bombs are refused while composing, ordinary aliases work."""
+"""Tests for awayd.config.yamlsafe: alias bombs are refused while composing, ordinary aliases work."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from awayd.config import parse_config
+from awayd.config.load import parse_config
+from awayd.config.yamlsafe import MAX_NODES, LimitedSafeLoader
 from awayd.errors import ConfigError
-from awayd.yamlsafe import MAX_NODES, LimitedSafeLoader
 
 
 def bomb(levels: int) -> str:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from awayd.config import load_config, parse_config
-from awayd.configcheck import summary
-from awayd.configsources import merge_defaults
+from awayd.config.check import summary
+from awayd.config.load import load_config, parse_config
+from awayd.config.sources import merge_defaults
 from awayd.errors import ConfigError
 
 HOST = """\
@@ -261,3 +261,11 @@ def test_two_push_mailboxes_may_not_share_an_imap_user() -> None:
                         "  - {name: a, address: a@example.org, imap: {username: shared}}\n"
                         "  - {name: b, address: b@example.org, imap: {username: shared}}\n")
     assert any("'a' and 'b' both log in as shared" in p for p in found), found
+
+
+def test_push_mode_is_refused_with_a_state_shared_by_several_hosts() -> None:
+    found = problems_of(HOST.replace("folders: [INBOX]", "push: true") +
+                        "state: {url: 'postgresql://awayd@db.example.org/awayd'}\n"
+                        "push: {listen: '127.0.0.1:8787', token_env: T}\n"
+                        "mailboxes: [{name: a, address: a@example.org}]\n")
+    assert any(p.startswith("c.yaml: push: push mode needs the state on SQLite") for p in found), found

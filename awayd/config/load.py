@@ -15,14 +15,10 @@ from zoneinfo import ZoneInfo
 import yaml
 from jinja2 import Template, TemplateSyntaxError
 
-from awayd import configread as cr
-from awayd.confighost import PUSH_KEYS, check_push, master_login, parse_push
-from awayd.configmarks import yaml_marks
-from awayd.configpaths import resolve_paths
-from awayd.configread import Node, Problems
-from awayd.configrules import ends_before_start, report_undeclared, trial_render_at_keys
-from awayd.configsources import MailboxNode, expand, located_files, rebase
-from awayd.configtypes import (
+from awayd.config import read as cr
+from awayd.config.host import PUSH_KEYS, check_push, master_login, parse_push
+from awayd.config.marks import yaml_marks
+from awayd.config.model import (
     Audience,
     Backscatter,
     Config,
@@ -42,9 +38,13 @@ from awayd.configtypes import (
     WeeklyWindow,
     When,
 )
+from awayd.config.paths import resolve_paths
+from awayd.config.read import Node, Problems
+from awayd.config.rules import ends_before_start, report_undeclared, trial_render_at_keys
+from awayd.config.sources import MailboxNode, expand, located_files, rebase
+from awayd.config.yamlsafe import LimitedSafeLoader
 from awayd.core.templates import compile_template
 from awayd.errors import ConfigError
-from awayd.yamlsafe import LimitedSafeLoader
 
 DEFAULT_SUBJECT = "Auto: {{ subject }}"
 SECURITY = ("none", "starttls", "tls")

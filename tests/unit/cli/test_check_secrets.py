@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from awayd.cli import main
+from awayd.cli.main import main
 
 SECRET = "s3cret-never-printed"
 

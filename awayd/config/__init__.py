@@ -1,0 +1,1 @@
+"""The configuration: YAML read into frozen, typed values (load), checked, summarised (check)."""
