@@ -14,7 +14,7 @@ from typing import Any
 from awayd.config.model import Mailbox, SmtpSettings
 from awayd.core.backoff import Backoff
 from awayd.errors import SendError, StateError
-from awayd.pipeline import fault_point
+from awayd.pipeline import NoEvents, fault_point
 from awayd.relays import Attempt, Outcome, Relay, Sender
 
 #: The first probe of a relay that stopped answering comes within this many seconds...
@@ -31,23 +31,6 @@ def relay_key(settings: SmtpSettings) -> SmtpSettings:
 
 def relay_name(settings: SmtpSettings) -> str:
     return f"{settings.host}:{settings.port}"
-
-
-class NoOutboxEvents:
-    def reply_sent(self, mailbox: str) -> None:
-        pass
-
-    def reply_failed(self, mailbox: str) -> None:
-        pass
-
-    def relay_up(self, relay: str, up: bool) -> None:
-        pass
-
-    def auth_failed(self, relay: str) -> None:
-        pass
-
-    def store_failed(self) -> None:
-        pass
 
 
 class StoreHealth:
@@ -107,7 +90,7 @@ class Outbox:
         self.store = store
         self.clock = clock
         self.log = log
-        self.events = events or NoOutboxEvents()
+        self.events = events or NoEvents()
         self.make_sender = make_sender
         self.max_delay = max_delay
         self.backoff = backoff or Backoff(base=30.0, cap=3600.0)

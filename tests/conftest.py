@@ -10,7 +10,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 from hypothesis import settings
@@ -39,6 +39,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = (__file__, _FIXTURE_LINE, longrepr[2])
 
 
+def _unavailable(require_env: str, reason: str, skip_prefix: str) -> NoReturn:
+    """Skip for a server this machine lacks, or fail when `require_env`=1 (as in CI)."""
+    if os.environ.get(require_env) == "1":
+        pytest.fail(f"{require_env}=1 but {reason}", pytrace=False)
+    pytest.skip(skip_prefix + reason)
+
+
 _FIXTURE_LINE = sys._getframe().f_lineno + 4  # the `def dovecot` line below
 
 
@@ -47,9 +54,7 @@ def dovecot() -> Iterator[Dovecot]:
     """The session's Dovecot on 127.0.0.1 (IMAP, IMAPS with `cert_path`, LMTP); password "pw"."""
     reason = unavailable_reason()
     if reason is not None:
-        if os.environ.get("AWAYD_REQUIRE_DOVECOT") == "1":
-            pytest.fail(f"AWAYD_REQUIRE_DOVECOT=1 but {reason}", pytrace=False)
-        pytest.skip(_SKIP_PREFIX + reason)
+        _unavailable("AWAYD_REQUIRE_DOVECOT", reason, _SKIP_PREFIX)
     server = Dovecot.create()
     try:
         server.start()
@@ -86,9 +91,7 @@ def postgres() -> Iterator[Postgres]:
 
     reason = unavailable_reason()
     if reason is not None:
-        if os.environ.get("AWAYD_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"AWAYD_REQUIRE_POSTGRES=1 but {reason}", pytrace=False)
-        pytest.skip("no private postgresql: " + reason)
+        _unavailable("AWAYD_REQUIRE_POSTGRES", reason, "no private postgresql: ")
     server = Postgres.create()
     try:
         server.start()
