@@ -6,6 +6,11 @@ is dropped from the fence, its workers stopped, and only then released in the da
 gained lease enters the fence before its workers start. When the database cannot be reached,
 nothing can be renewed: once the leases may be within `margin` of expiry every mailbox is
 treated as lost (the store would refuse anyway), and claimed again when the database is back.
+
+Starting or stopping the workers of hundreds of mailboxes can take longer than a lease on a
+busy host (each thread start waits for the new thread to run). A second thread renews what
+the fence holds whenever no round has renewed for a round's interval, so a host never loses
+its own leases, and never looks dead to the others, while its round is busy.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class LeaseKeeper:
         self._mailboxes: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._renewer: threading.Thread | None = None
         self._last_ok = monotonic()
         self._down = False
         self._lock = threading.Lock()  # one round at a time (the thread, a reload)
@@ -61,6 +67,8 @@ class LeaseKeeper:
         self.round()
         self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
         self._thread.start()
+        self._renewer = threading.Thread(target=self._renew, name="leases-renew", daemon=True)
+        self._renewer.start()
 
     def configure(self, mailboxes: Iterable[str]) -> None:
         """A reload: mailboxes gone from the config are let go, new ones claimed."""
@@ -73,6 +81,16 @@ class LeaseKeeper:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             self.round()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.every):
+            if self._monotonic() - self._last_ok < self.every:
+                continue  # a round renewed lately
+            try:
+                self.table.renew(self.fence.held())
+            except StateError:
+                continue  # the round reports it and lets go in time
+            self._last_ok = self._monotonic()
 
     def round(self) -> None:
         with self._lock:
@@ -128,8 +146,9 @@ class LeaseKeeper:
     def stop(self) -> None:
         """Stop the rounds (the caller stops workers, then calls leave())."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in (self._thread, self._renewer):
+            if thread is not None:
+                thread.join(timeout=10)
 
     def leave(self) -> None:
         for name in self.fence.held():

@@ -104,8 +104,11 @@ class LeaseTable:
             conn.execute("INSERT INTO leases (mailbox) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
                          (names,))
             mine = [m for m in held if m in names]
+            # Run out but still ours with the same epoch: nobody has taken it over since (a
+            # takeover changes owner and epoch), so renewing is safe and spares the workers a
+            # restart; the fence refused our writes while it was out.
             renewed = dict(conn.execute(
-                f"UPDATE leases SET expires_at = {_NOW} + %s WHERE owner = %s AND expires_at > {_NOW}"
+                f"UPDATE leases SET expires_at = {_NOW} + %s WHERE owner = %s"
                 " AND mailbox = ANY(%s) RETURNING mailbox, epoch",
                 (self.period, self.host, mine)).fetchall())
             kept = {m: e for m, e in renewed.items() if held.get(m) == e}
@@ -127,6 +130,23 @@ class LeaseTable:
                     (names, self.host, list(kept), share - len(kept), self.host, self.period)).fetchall())
             excess = tuple(sorted(kept)[share:]) if len(kept) > share else ()
         return Round(kept, gained, lost, excess, hosts)
+
+    def renew(self, held: dict[str, int]) -> int:
+        """Only the renewal of a round (and this host's sign of life), for while a round is
+        busy starting or stopping workers; returns how many leases it extended."""
+        with self.db.write("renew the mailbox leases") as conn:
+            conn.execute(
+                f"INSERT INTO lease_hosts (host, seen_at) VALUES (%s, {_NOW}) ON CONFLICT (host)"
+                " DO UPDATE SET seen_at = excluded.seen_at", (self.host,))
+            if not held:
+                return 0
+            names = sorted(held)
+            rows = conn.execute(
+                f"UPDATE leases SET expires_at = {_NOW} + %s FROM unnest(%s::text[], %s::bigint[])"
+                " AS mine(mailbox, epoch) WHERE leases.mailbox = mine.mailbox"
+                " AND leases.epoch = mine.epoch AND leases.owner = %s RETURNING leases.mailbox",
+                (self.period, names, [held[n] for n in names], self.host)).fetchall()
+        return len(rows)
 
     def release(self, leases: dict[str, int]) -> None:
         """Give leases up at once (their workers are stopped): the next claimer need not wait."""

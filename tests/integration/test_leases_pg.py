@@ -132,3 +132,31 @@ def test_leases_let_go_while_the_database_was_away_are_claimed_again_with_a_new_
     gained, lost = a.round()
     assert (gained, lost) == (BOXES, [])
     assert a.fence.held() == {name: epoch + 1 for name, epoch in epochs.items()}
+
+
+def test_a_lease_run_out_but_not_taken_over_is_renewed_with_the_same_epoch(
+        hosts: Callable[..., Host]) -> None:
+    a = hosts("A", period=1.0, margin=0.3)
+    a.round()
+    epochs = a.fence.held()
+    time.sleep(1.2)  # the round came late (a busy host): out, but nobody claimed it meanwhile
+    with pytest.raises(Fenced):
+        a.record("a", 1)
+    assert a.round() == ([], [])  # kept: no worker restart
+    assert a.fence.held() == epochs
+    assert a.record("a", 2) is not None
+
+
+def test_renew_extends_only_the_leases_still_held_with_the_same_epoch(hosts: Callable[..., Host]) -> None:
+    a = hosts("A", period=1.0, margin=0.3)
+    b = hosts("B", period=1.0, margin=0.3)
+    a.round()
+    time.sleep(1.2)
+    b.round()  # B takes everything over: new epochs
+    assert a.table.renew(a.fence.held()) == 0
+    with pytest.raises(Fenced):
+        a.record("a", 1)
+    time.sleep(0.4)
+    assert b.table.renew(b.fence.held()) == len(BOXES)
+    time.sleep(0.4)  # 0.2 s left of the claim, within the margin: writes go on only if renewed
+    assert b.record("a", 1) is not None
