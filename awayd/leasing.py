@@ -79,8 +79,11 @@ class LeaseKeeper:
         self.round()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self.round()
+        wait = self.every
+        while not self._stop.wait(wait):
+            next_free = self.round()
+            # a dead host's lease runs out before the next round: claim it the moment it does
+            wait = self.every if next_free is None else min(self.every, next_free + 0.05)
 
     def _renew(self) -> None:
         while not self._stop.wait(self.every):
@@ -92,14 +95,16 @@ class LeaseKeeper:
                 continue  # the round reports it and lets go in time
             self._last_ok = self._monotonic()
 
-    def round(self) -> None:
+    def round(self) -> float | None:
+        """One round; returns the seconds until another host's lease runs out while this one
+        is below its fair share (None otherwise)."""
         with self._lock:
             held = self.fence.held()
             try:
                 result = self.table.round(self._mailboxes, held)
             except StateError as err:
                 self._unreachable(err)
-                return
+                return None
             self._last_ok = self._monotonic()
             if self._down:
                 self._down = False
@@ -119,6 +124,7 @@ class LeaseKeeper:
                               epochs=[result.gained[m] for m in sorted(result.gained)],
                               hosts=result.hosts)
                 self._gain(sorted(result.gained))
+            return result.next_free
 
     def _let_go(self, names: list[str], why: str) -> None:
         held = self.fence.held()

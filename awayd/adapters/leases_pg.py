@@ -82,6 +82,9 @@ class Round:
     lost: tuple[str, ...] = ()
     excess: tuple[str, ...] = ()  # held beyond the fair share: to stop, then release
     hosts: int = 1
+    #: below the fair share: seconds until the next lease of another host runs out (a dead
+    #: host's), so the next round can claim it then rather than up to a round later
+    next_free: float | None = None
 
 
 class LeaseTable:
@@ -129,7 +132,13 @@ class LeaseTable:
                     " FROM free WHERE leases.mailbox = free.mailbox RETURNING leases.mailbox, leases.epoch",
                     (names, self.host, list(kept), share - len(kept), self.host, self.period)).fetchall())
             excess = tuple(sorted(kept)[share:]) if len(kept) > share else ()
-        return Round(kept, gained, lost, excess, hosts)
+            next_free = None
+            if len(kept) + len(gained) < share:
+                row = conn.execute(
+                    f"SELECT min(expires_at) - {_NOW} FROM leases WHERE mailbox = ANY(%s)"
+                    f" AND owner <> %s AND expires_at > {_NOW}", (names, self.host)).fetchone()
+                next_free = None if row is None or row[0] is None else max(0.0, float(row[0]))
+        return Round(kept, gained, lost, excess, hosts, next_free)
 
     def renew(self, held: dict[str, int]) -> int:
         """Only the renewal of a round (and this host's sign of life), for while a round is

@@ -160,3 +160,14 @@ def test_renew_extends_only_the_leases_still_held_with_the_same_epoch(hosts: Cal
     assert b.table.renew(b.fence.held()) == len(BOXES)
     time.sleep(0.4)  # 0.2 s left of the claim, within the margin: writes go on only if renewed
     assert b.record("a", 1) is not None
+
+
+def test_a_host_below_its_share_learns_when_the_next_lease_of_another_runs_out(
+        hosts: Callable[..., Host]) -> None:
+    a, b = hosts("A", period=30.0), hosts("B", period=30.0)
+    a.round()
+    result = b.table.round(BOXES, b.fence.held())
+    assert result.gained == {}  # all held by A, which B counts as live
+    assert result.next_free is not None
+    assert 0 < result.next_free <= 30.0
+    assert a.table.round(BOXES, a.fence.held()).next_free is None  # A holds its share and more
