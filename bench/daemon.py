@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +57,21 @@ def run_once(config: Path, log: Path, timeout: float = 900) -> tuple[float, int]
 class Awayd:
     """`awayd run` in the background; its JSON log goes to `log`."""
 
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None,
+                 preexec: Callable[[], None] | None = None) -> None:
         self.config = config
         self.log = log
         self._out = log.open("ab")
         self.started = time.perf_counter()
+
+        def before_exec() -> None:
+            die_with_parent()
+            if preexec is not None:  # e.g. joining a CPU-capped cgroup
+                preexec()
+
         self.proc = subprocess.Popen(
             _command(config), stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT,
-            cwd=ROOT, preexec_fn=die_with_parent, env={**os.environ, **(env or {})})  # noqa: PLW1509
+            cwd=ROOT, preexec_fn=before_exec, env={**os.environ, **(env or {})})  # noqa: PLW1509
 
     @property
     def pid(self) -> int:

@@ -4,7 +4,7 @@ one JSON line per accepted message, and a reader that follows that file.
     python -m bench.sink --port PORT --jsonl FILE      (127.0.0.1 only; SIGTERM stops it)
 
 Each line: {"ts": time.time() at the end of DATA, "from": MAIL FROM ("" for <>),
-"rcpt": [RCPT TO...], "irt": In-Reply-To header}.
+"rcpt": [RCPT TO...], "irt": In-Reply-To header, "mid": the message's own Message-ID}.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 from bench.testbed import HOST, die_with_parent, free_port, listening
 
 _IRT = re.compile(rb"^In-Reply-To:[ \t]*(.*)$", re.IGNORECASE | re.MULTILINE)
+_MID = re.compile(rb"^Message-ID:[ \t]*(.*)$", re.IGNORECASE | re.MULTILINE)
 
 
 class _Handler:
@@ -37,10 +38,12 @@ class _Handler:
             raw = raw.encode("utf-8", "surrogateescape")
         head = raw.split(b"\r\n\r\n", 1)[0]
         found = _IRT.search(head)
+        mid = _MID.search(head)
         mail_from = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
         self.out.write(json.dumps({
             "ts": ts, "from": mail_from, "rcpt": [r.lower() for r in envelope.rcpt_tos],
-            "irt": found.group(1).strip().decode("ascii", "replace") if found else None}) + "\n")
+            "irt": found.group(1).strip().decode("ascii", "replace") if found else None,
+            "mid": mid.group(1).strip().decode("ascii", "replace") if mid else None}) + "\n")
         return "250 OK queued in sink"
 
 

@@ -32,12 +32,15 @@ from tests.integration.dovecot import (
     listening,
 )
 from tests.integration.dovecot import unavailable_reason as dovecot_unavailable_reason
-from tests.integration.dovecotpush import (  # noqa: F401 (MASTER_USER: re-exported)
+from tests.integration.dovecotpush import (
     MASTER_USER,
     master_config,
     push_config,
     push_unavailable_reason,
 )
+
+__all__ = ["HOST", "MASTER_USER", "PASSWORD", "Dovecot", "InotifyLimit", "die_with_parent",
+           "end_group", "free_port", "listening", "raise_fd_limit", "unavailable_reason"]
 
 DOMAIN = "bench.example.org"
 SENDER_DOMAIN = "senders.example.net"  # .test is refused by awayd's invalid-sender guard
