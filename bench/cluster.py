@@ -163,9 +163,11 @@ class Cluster:
 
 
 def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent busy (not idle, not waiting for IO) since boot."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds all cores spent running something (user, nice, system, irq, softirq; not
+    idle, IO wait or stolen by the hypervisor) since boot: every process, other jobs too."""
+    user, nice, system, _idle, _iowait, irq, softirq = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 Reading = tuple[dict[int, float], list[CpuStat], dict[str, float]]

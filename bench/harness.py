@@ -3,6 +3,11 @@ then burst, latency, scale, catch-up and engine figures for awayd next to a base
 measured in the same run. Writes bench/out/results-*.json and prints a summary.
 
     bench/run [--smoke] [--runs N] [--only burst,latency,...] [--out DIR] [--keep]
+    bench/run --only hosts [--runs N] [--burst N] [--mailboxes M] [--host-cpu F]
+
+`hosts` (not run by default: it brings its own Dovecot, sink and PostgreSQL) is
+`python -m bench.hosts`: PostgreSQL against SQLite, three CPU-capped hosts against one, and a
+host killed mid-burst; it writes its own hosts-*.json.
 
 Exit status 0 when every reply count was exact, 1 when one was not, 2 on a usage error,
 77 when Dovecot with Pigeonhole (or root) is missing.
@@ -31,6 +36,7 @@ from bench.testbed import Dovecot, InotifyLimit, raise_fd_limit, unavailable_rea
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("burst", "latency", "push", "pushscale", "scale", "catchup", "engine", "quality")
+EXTRA = ("hosts",)  # only when asked for by --only
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, one run: checks the harness")
     ap.add_argument("--runs", type=int, help="runs per figure (default 3, smoke 1)")
-    ap.add_argument("--only", default=",".join(PHASES), help=f"comma-separated subset of {PHASES}")
+    ap.add_argument("--only", default=",".join(PHASES),
+                    help=f"comma-separated subset of {PHASES + EXTRA}")
+    ap.add_argument("--host-cpu", type=float, help="hosts: CPU quota of each host in cores")
     ap.add_argument("--mailboxes", type=int, help="scale: mailboxes in one awayd")
     ap.add_argument("--push-mailboxes", type=int, help="pushscale: push-mode mailboxes in one awayd")
     ap.add_argument("--burst", type=int, help="burst: messages")
@@ -69,8 +77,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, configs, state)")
     args = ap.parse_args(argv)
     args.phases = [p.strip() for p in args.only.split(",") if p.strip()]
-    if unknown := set(args.phases) - set(PHASES):
-        ap.error(f"unknown phase(s) {sorted(unknown)}; choose from {PHASES}")
+    if unknown := set(args.phases) - set(PHASES + EXTRA):
+        ap.error(f"unknown phase(s) {sorted(unknown)}; choose from {PHASES + EXTRA}")
     return args
 
 
@@ -163,8 +171,33 @@ def run_phases(s: Settings, wanted: list[str], dv: Dovecot, sink: Sink, work: Pa
     return raw
 
 
+def run_hosts(args: argparse.Namespace) -> int:
+    """The `hosts` phase: bench.hosts with the options given here."""
+    from bench import hosts  # noqa: PLC0415 - loads PostgreSQL's test bed only when asked for
+
+    argv = ["--out", str(args.out)]
+    sizes = {"--runs": args.runs, "--burst": args.burst, "--mailboxes": args.mailboxes,
+             "--host-cpu": args.host_cpu}
+    if args.smoke:
+        sizes = {"--burst": 12, "--mailboxes": 3, "--runs": 1, **{k: v for k, v in sizes.items() if v}}
+        argv += ["--conns", "2", "--no-failover"]
+    for option, value in sizes.items():
+        if value is not None:
+            argv += [option, str(value)]
+    say(f"hosts: python -m bench.hosts {' '.join(argv)}")
+    return hosts.main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if "hosts" in args.phases:
+        args.phases.remove("hosts")
+        status = main_phases(args) if args.phases else 0
+        return max(status, run_hosts(args))
+    return main_phases(args)
+
+
+def main_phases(args: argparse.Namespace) -> int:
     if (reason := unavailable_reason()) is not None:
         print(f"bench/run: cannot run: {reason}", file=sys.stderr)
         return 77

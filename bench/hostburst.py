@@ -55,6 +55,7 @@ def burst(cluster: Cluster, n: int, conns: int, tag: str, *, kill_at: float | No
         if done_at is None and not feeder.is_alive() and all(s in got for s in box) and \
                 (not kill or all(p in got for p in probe_box)):
             done_at = now
+            after, t1 = (cluster.cpu(), cluster.throttle(), cluster.shared_cpu()), time.time()
         if done_at is not None and now - done_at >= 2.0:  # linger: a resend comes late
             break
         if not feeder.is_alive() and now - last_new > LEASE_S + 30:
@@ -62,7 +63,8 @@ def burst(cluster: Cluster, n: int, conns: int, tag: str, *, kill_at: float | No
         if not new:
             time.sleep(0.005)
     feeder.join()
-    after = (cluster.cpu(), cluster.throttle(), cluster.shared_cpu())
+    if done_at is None:  # gave up waiting: the readings cover the wait
+        after, t1 = (cluster.cpu(), cluster.throttle(), cluster.shared_cpu()), time.time()
     first = min(starts, default=t0)
     firsts = [recs[0]["ts"] for s, recs in got.items() if s in box]
     last = max(firsts, default=time.time())
@@ -70,7 +72,7 @@ def burst(cluster: Cluster, n: int, conns: int, tag: str, *, kill_at: float | No
         "n": n, "mailboxes": len(users), "hosts": len(cluster.daemons),
         "deliver_s": round(max(starts, default=first) - first, 2), "span_s": round(last - first, 2),
         "replies_per_s": round(len(firsts) / (last - first), 1) if last > first else 0.0,
-        **_counts(got, box), **usage(before, after, last - first), "errors": errors[:3]}
+        **_counts(got, box), **usage(before, after, t1 - t0), "errors": errors[:3]}
     if kill:
         out["failover"] = _failover(kill, got, box, probe_box)
         out["failover"]["claims_after_kill"] = claims(cluster, victim, kill["killed"])
