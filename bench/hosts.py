@@ -39,6 +39,7 @@ from bench.testbed import Dovecot, InotifyLimit, raise_fd_limit, unavailable_rea
 
 CAPPED = ("sqlite_1", "pg_1", "pg_3")
 UNCAPPED = ("sqlite_1u", "pg_1u")
+LOGGED = ("lease.acquired", "lease.released", "lease.lost", "lease.fenced", "store.write_failed")
 
 
 def say(text: str) -> None:
@@ -83,9 +84,12 @@ def one_setup(dv: Dovecot, sink: Sink, work: Path, args: argparse.Namespace, set
     try:
         ready = cluster.start(hosts, warm_conns=args.conns)
         res = burst(cluster, args.burst, args.conns, tag, kill_at=args.kill_at if kill else None)
-        return {**res, "start": ready, "capped": bool(cluster.cgroups and cluster.cgroups[0])}
     finally:
         cluster.stop()
+    # a host losing its own leases (late renewals) or fenced writes would show here
+    events = {e: [d.count(e) for d in cluster.daemons] for e in LOGGED}
+    return {**res, "start": ready, "capped": bool(cluster.cgroups and cluster.cgroups[0]),
+            "events_per_host": events}
 
 
 def describe(setup: str, res: dict[str, Any]) -> str:
