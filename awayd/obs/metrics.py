@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import structlog
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -22,7 +21,6 @@ from awayd.obs.endpoint import MetricsServer, parse_listen, serve
 
 __all__ = ["Health", "Metrics", "MetricsServer", "parse_listen", "start_http"]
 
-_log = structlog.get_logger(__name__)
 
 # The library's own switch (process-wide): counters export no `_created` series, which are
 # Unix times of the process start that nothing here alerts on and that double the series count.
