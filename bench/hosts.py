@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     if reason is not None:
         print(f"bench.hosts: cannot run: {reason}", file=sys.stderr)
         return 77
+    # SIGTERM unwinds like an exception: the hosts stop, the cgroups go, the inotify limit is reset
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
     raise_fd_limit()
     work = Path(tempfile.mkdtemp(prefix="awayd-bench-hosts-"))
@@ -134,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     fo: list[dict[str, Any]] = []
     sessions = max(1100, args.mailboxes + 300)  # a moved mailbox's old session may linger
     with InotifyLimit(max(1024, 2 * sessions)), contextlib.ExitStack() as stack:
+        if not args.keep:  # also after a failure or SIGTERM; the sink and Dovecot stop first
+            stack.callback(shutil.rmtree, work, ignore_errors=True)
         slices = Slices(args.host_cpu)
         stack.callback(slices.close)
         uncapped = Slices(0)
@@ -180,8 +185,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {out}")
     if args.keep:
         print(f"work dir kept: {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
     return 0 if summary["all_exact"] and summary.get("failover_ok", True) else 1
 
 
