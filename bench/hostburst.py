@@ -42,17 +42,19 @@ def burst(cluster: Cluster, n: int, conns: int, tag: str, *, kill_at: float | No
     feeder.start()
     last_new = time.monotonic()
     done_at: float | None = None
+    answered = 0  # burst senders with a reply
     while True:
         new = [r for r in sink.read_new() if r["rcpt"] and (r["rcpt"][0] in box or r["rcpt"][0] in probe_box)]
         now = time.monotonic()
         for rec in new:
-            got.setdefault(rec["rcpt"][0], []).append(rec)
+            rcpt = rec["rcpt"][0]
+            answered += rcpt not in got and rcpt in box
+            got.setdefault(rcpt, []).append(rec)
         if new:
             last_new = now
-        answered = sum(1 for s in box if s in got)
         if kill_at is not None and not kill and answered >= kill_at * n:
             kill = _kill(cluster, victim, tag, probe_box, conns)
-        if done_at is None and not feeder.is_alive() and all(s in got for s in box) and \
+        if done_at is None and not feeder.is_alive() and answered == len(box) and \
                 (not kill or all(p in got for p in probe_box)):
             done_at = now
             after, t1 = (cluster.cpu(), cluster.throttle(), cluster.shared_cpu()), time.time()
