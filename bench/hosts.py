@@ -63,7 +63,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--setups",
                     help=f"comma-separated subset of {CAPPED + UNCAPPED} (default: all; empty: none)")
     ap.add_argument("--kill-at", type=float, default=1 / 3, help="share of replies before the kill")
-    ap.add_argument("--out", type=Path, default=Path("bench/results"))
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
+                    help="where hosts-*.json goes (bench/out, like bench/run)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, configs)")
     args = ap.parse_args(argv)
     if args.host_cpu < 0 or not 0 < args.kill_at < 1 or min(args.burst, args.mailboxes, args.conns) < 1:
