@@ -64,11 +64,12 @@ class LeaseKeeper:
 
     def start(self, mailboxes: Iterable[str]) -> None:
         self._mailboxes = sorted(set(mailboxes))
+        # first: the first round starts the workers of every mailbox it gained
+        self._renewer = threading.Thread(target=self._renew, name="leases-renew", daemon=True)
+        self._renewer.start()
         self.round()
         self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
         self._thread.start()
-        self._renewer = threading.Thread(target=self._renew, name="leases-renew", daemon=True)
-        self._renewer.start()
 
     def configure(self, mailboxes: Iterable[str]) -> None:
         """A reload: mailboxes gone from the config are let go, new ones claimed."""
