@@ -9,8 +9,10 @@ from typing import Any
 import psycopg
 
 from awayd.adapters.leases_pg import Fence
-from awayd.adapters.store_api import ReplyClaimed
+from awayd.adapters.store_api import AlreadyRecorded, Fenced, NoStateYet, ReplyClaimed
+from awayd.adapters.store_pg_history import DecisionHistory
 from awayd.adapters.store_pg_schema import (
+    REFUSED_STATE,
     SCHEMA_VERSION,
     PgDatabase,
     PgStateDb,
@@ -40,10 +42,11 @@ _ID = "CASE WHEN %s THEN currval(pg_get_serial_sequence('outbox', 'id')) END"
 Conn = psycopg.Connection[Any]
 
 
-class Fenced(StateError):  # noqa: N818 (a StateError by family)
-    """This host does not hold the mailbox's lease (any more): nothing was written."""
-
-    transient = True
+def _refusal(err: BaseException | None) -> str | None:
+    """What awayd_refuse() refused ("fenced", "claimed"), or None for any other error."""
+    if isinstance(err, psycopg.Error) and err.sqlstate == REFUSED_STATE:
+        return (err.diag.message_primary or "").removeprefix("awayd: ")
+    return None
 
 
 class PostgresStore:
@@ -67,13 +70,17 @@ class PostgresStore:
 
         Raises:
             StateError: naming the server (never the password) and the cause: unreachable,
-                refused, not awayd's, a newer schema, or (read-only) not yet made.
+                refused, not awayd's, a newer schema, or (read-only) older.
+            NoStateYet: read-only, and the schema was never made (the daemon never ran).
         """
         db = PgDatabase(url, readonly=readonly, connect_timeout=connect_timeout, wait_for_flush=False)
         try:
             if readonly:
                 with db.read("read the schema version") as conn:
                     version = read_version(conn, db.path)
+                if version == 0:  # as a SQLite file that does not exist: never made here
+                    raise NoStateYet(f"state database {db.path}: no awayd tables yet (the daemon"
+                                     " has not run on it)")
                 if version < SCHEMA_VERSION:
                     raise StateError(f"state database {db.path}: schema version {version} is older"
                                      f" than this awayd's ({SCHEMA_VERSION}); run the daemon once"
@@ -145,71 +152,80 @@ class PostgresStore:
             raise ValueError("a history reservation needs the reply it reserves for")
         when = to_ts(at)
         try:
-            with self._db.write("record a decision") as conn, conn.pipeline():
-                # Pipelined: every statement goes out at once and the results are read at the
-                # end, before COMMIT (one round trip instead of seven); the outbox id is the
-                # session's currval. A failed check raises before COMMIT: nothing is written.
-                fence = None
-                if self.fence is not None:
-                    fence = self.fence.query(conn, mailbox, lock=True)
-                outbox = claim = None
-                if reply is not None:
-                    outbox = conn.execute(
-                        "INSERT INTO outbox (mailbox, folder, uid, rule, message_id, recipient,"
-                        " envelope_from, bytes, next_try, created_at)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                        (mailbox, folder, uid, rule, reply.message_id, reply.recipient,
-                         reply.envelope_from, reply.message, when, when))
-                conn.execute(
-                    "INSERT INTO decisions (mailbox, folder, uidvalidity, uid, at, sender, reason,"  # noqa: S608 (a constant)
-                    f" rule, message_id, outbox_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {_ID})",
-                    (mailbox, folder, uidvalidity, uid, when, sender, reason, rule, message_id,
-                     reply is not None))
-                if reservation is not None and reply is not None:
-                    claim = self._claim(conn, mailbox, reservation, when)
+            with self._db.batch("record a decision") as conn:
+                # One round trip: BEGIN, every statement and COMMIT go out together. A check
+                # that fails (the lease, the claim) raises inside the transaction, so the
+                # server rolls all of it back; the outbox id is the session's currval.
+                with conn.transaction():
+                    if self.fence is not None:
+                        self._fenced(conn, mailbox)
+                    outbox = None
+                    if reply is not None:
+                        outbox = conn.execute(
+                            "INSERT INTO outbox (mailbox, folder, uid, rule, message_id, recipient,"
+                            " envelope_from, bytes, next_try, created_at)"
+                            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                            (mailbox, folder, uid, rule, reply.message_id, reply.recipient,
+                             reply.envelope_from, reply.message, when, when))
                     conn.execute(
-                        "INSERT INTO history (mailbox, sender_key, rule_handle, replied_at, state,"  # noqa: S608 (a constant)
-                        f" outbox_id) VALUES (%s, %s, %s, %s, 'reserved', {_ID})",
-                        (mailbox, reservation.sender_key, reservation.rule_handle, when, True))
-                conn.execute(
-                    "INSERT INTO checkpoints (mailbox, folder, uidvalidity, last_uid)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT (mailbox, folder) DO UPDATE"
-                    " SET last_uid = GREATEST(checkpoints.last_uid, excluded.last_uid)"
-                    " WHERE checkpoints.uidvalidity = excluded.uidvalidity",
-                    (mailbox, folder, uidvalidity, uid))
-                if fence is not None and fence.fetchone() is None:
-                    assert self.fence is not None
-                    self.fence.refused(mailbox, "record")
-                    raise Fenced(f"state database {self.path}: mailbox {mailbox} is not leased to"
-                                 " this host (any more): not recorded")
+                        "INSERT INTO decisions (mailbox, folder, uidvalidity, uid, at, sender, reason,"  # noqa: S608 (a constant)
+                        f" rule, message_id, outbox_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {_ID})",
+                        (mailbox, folder, uidvalidity, uid, when, sender, reason, rule, message_id,
+                         reply is not None))
+                    if reservation is not None and reply is not None:
+                        self._claim(conn, mailbox, reservation, when)
+                        conn.execute(
+                            "INSERT INTO history (mailbox, sender_key, rule_handle, replied_at, state,"  # noqa: S608 (a constant)
+                            f" outbox_id) VALUES (%s, %s, %s, %s, 'reserved', {_ID})",
+                            (mailbox, reservation.sender_key, reservation.rule_handle, when, True))
+                    conn.execute(
+                        "INSERT INTO checkpoints (mailbox, folder, uidvalidity, last_uid)"
+                        " VALUES (%s, %s, %s, %s) ON CONFLICT (mailbox, folder) DO UPDATE"
+                        " SET last_uid = GREATEST(checkpoints.last_uid, excluded.last_uid)"
+                        " WHERE checkpoints.uidvalidity = excluded.uidvalidity",
+                        (mailbox, folder, uidvalidity, uid))
                 outbox_id = None
                 if outbox is not None:
                     row = outbox.fetchone()
                     assert row is not None
                     outbox_id = int(row[0])
-                if claim is not None and claim.fetchone() is None:
-                    assert reservation is not None
-                    raise ReplyClaimed(f"state database {self.path}: {reservation.sender_key} was"
-                                       f" already answered in mailbox {mailbox}")
         except StateError as err:
-            if isinstance(err.__cause__, psycopg.errors.UniqueViolation):
-                raise StateError(f"state database {self.path}: {mailbox} {folder} uid {uid}"
-                                 f" (uidvalidity {uidvalidity}) was already recorded") from err
+            cause = err.__cause__
+            if isinstance(cause, psycopg.errors.UniqueViolation):
+                raise AlreadyRecorded(f"state database {self.path}: {mailbox} {folder} uid {uid}"
+                                      f" (uidvalidity {uidvalidity}) was already recorded") from err
+            refused = _refusal(cause)
+            if refused == "fenced":
+                assert self.fence is not None
+                self.fence.refused(mailbox, "record")
+                raise Fenced(f"state database {self.path}: mailbox {mailbox} is not leased to"
+                             " this host (any more): not recorded") from err
+            if refused == "claimed":
+                assert reservation is not None
+                raise ReplyClaimed(f"state database {self.path}: {reservation.sender_key} was"
+                                   f" already answered in mailbox {mailbox}") from err
             raise
         return outbox_id
 
-    def _claim(self, conn: Conn, mailbox: str, reservation: Reservation,
-               when: float) -> psycopg.Cursor[Any] | None:
-        """Queue the claim; its cursor yields a row when this decision won it."""
+    def _fenced(self, conn: Conn, mailbox: str) -> None:
+        """Queue the lease check: it fails the transaction unless the lease is ours (FOR SHARE:
+        a takeover waits for our commit)."""
+        assert self.fence is not None
+        check, params = self.fence.check(mailbox, lock=True)
+        conn.execute(f"SELECT awayd_refuse('fenced') WHERE NOT EXISTS ({check})", params)
+
+    def _claim(self, conn: Conn, mailbox: str, reservation: Reservation, when: float) -> None:
+        """Queue the claim: it fails the transaction when another decision holds it."""
         if reservation.interval <= timedelta(0):
-            return None  # a rule without an interval answers every message
+            return  # a rule without an interval answers every message
         # A concurrent claim on the same key waits for the other transaction, then sees its
         # row: exactly one of two hosts wins, whatever the timing.
-        return conn.execute(
-            "INSERT INTO reply_claims (mailbox, sender_key, rule_handle, replied_at, outbox_id)"  # noqa: S608 (a constant)
-            f" VALUES (%s, %s, %s, %s, {_ID}) ON CONFLICT (mailbox, sender_key, rule_handle) DO UPDATE"
-            " SET replied_at = excluded.replied_at, outbox_id = excluded.outbox_id"
-            " WHERE reply_claims.replied_at < excluded.replied_at - %s RETURNING 1",
+        conn.execute(
+            "WITH won AS (INSERT INTO reply_claims (mailbox, sender_key, rule_handle, replied_at,"  # noqa: S608 (a constant)
+            f" outbox_id) VALUES (%s, %s, %s, %s, {_ID}) ON CONFLICT (mailbox, sender_key, rule_handle)"
+            " DO UPDATE SET replied_at = excluded.replied_at, outbox_id = excluded.outbox_id"
+            " WHERE reply_claims.replied_at < excluded.replied_at - %s RETURNING 1)"
+            " SELECT awayd_refuse('claimed') WHERE NOT EXISTS (SELECT 1 FROM won)",
             (mailbox, reservation.sender_key, reservation.rule_handle, when, True,
              reservation.interval.total_seconds()))
 
@@ -295,6 +311,10 @@ class PostgresStore:
 
     # --- HistoryView -----------------------------------------------------------------------
 
+    def decision_history(self, mailbox: str, now: datetime) -> DecisionHistory:
+        """The history of one decision, read in one round trip (see DecisionHistory)."""
+        return DecisionHistory(self._db, self, mailbox, now)
+
     def replied_since(self, mailbox: str, sender_key: str, rule_handle: str, since: datetime) -> bool:
         with self._db.query("read the history") as conn:
             row = conn.execute(
@@ -378,4 +398,4 @@ class PostgresStore:
         return build_report(since, reasons, rules, states)
 
 
-__all__ = ["PostgresStore", "pg_error"]
+__all__ = ["Fenced", "PostgresStore", "pg_error"]

@@ -12,6 +12,8 @@ import psycopg
 from awayd.adapters.store_api import redact
 from awayd.errors import StateError
 
+#: The SQLSTATE of awayd_refuse(): a refusal awayd asked for (fence, claim), not a fault.
+REFUSED_STATE = "AWREF"
 # One entry per schema version, as in store_schema (append, never edit), mirroring SQLite's
 # tables column for column so `awayd state migrate` copies rows as they are. Times are UTC
 # epoch seconds (double precision). Ids are BY DEFAULT identities so a migration keeps them.
@@ -119,6 +121,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             host    TEXT PRIMARY KEY,
             seen_at DOUBLE PRECISION NOT NULL
         )""",
+    ),
+    (  # 4: a check inside a pipelined transaction fails the transaction itself (store_pg.record)
+        f"""CREATE FUNCTION awayd_refuse(what TEXT) RETURNS INTEGER LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'awayd: %', what USING ERRCODE = '{REFUSED_STATE}';
+        END $$""",
     ),
 )
 
@@ -267,6 +275,16 @@ class PgDatabase:
         """Statements on their own (autocommit): for reads that need no common snapshot,
         one round trip each instead of three (BEGIN, the query, COMMIT)."""
         with self._transaction(what, atomic=False) as conn:
+            yield conn
+
+    @contextmanager
+    def batch(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """A connection in pipeline mode for writes: statements, and the caller's
+        `conn.transaction()` around them, go out together when the block ends or a result
+        is read (one round trip for a whole transaction)."""
+        if self.readonly:
+            raise StateError(f"state database {self.path}: opened read-only, cannot {what}")
+        with self._transaction(what, atomic=False) as conn, conn.pipeline():
             yield conn
 
     @contextmanager
