@@ -60,6 +60,13 @@ class Fence:
                 f" AND expires_at > {_NOW} + %s" + (" FOR SHARE" if lock else ""),
                 (mailbox, self.host, self.epoch(mailbox), self.margin))
 
+    def epoch_sql(self, mailbox_column: str) -> tuple[str, tuple[Any, ...]]:
+        """A scalar subquery and its parameters: the epoch of the lease of the mailbox in
+        `mailbox_column` when it is ours with `margin` seconds left, else NULL; compare it
+        with epoch() (no lock: for a read such as the outbox's before a send)."""
+        return (f"(SELECT epoch FROM leases WHERE mailbox = {mailbox_column} AND owner = %s"
+                f" AND expires_at > {_NOW} + %s)", (self.host, self.margin))
+
     def query(self, conn: psycopg.Connection[Any], mailbox: str, *, lock: bool) -> psycopg.Cursor[Any]:
         """The lease check (see check) as a query."""
         return conn.execute(*self.check(mailbox, lock=lock))

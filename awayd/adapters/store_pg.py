@@ -153,42 +153,42 @@ class PostgresStore:
         when = to_ts(at)
         try:
             with self._db.batch("record a decision") as conn:
-                # One round trip: BEGIN, every statement and COMMIT go out together. A check
-                # that fails (the lease, the claim) raises inside the transaction, so the
-                # server rolls all of it back; the outbox id is the session's currval.
-                with conn.transaction():
-                    if self.fence is not None:
-                        self._fenced(conn, mailbox)
-                    outbox = None
-                    if reply is not None:
-                        outbox = conn.execute(
-                            "INSERT INTO outbox (mailbox, folder, uid, rule, message_id, recipient,"
-                            " envelope_from, bytes, next_try, created_at)"
-                            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                            (mailbox, folder, uid, rule, reply.message_id, reply.recipient,
-                             reply.envelope_from, reply.message, when, when))
+                # One round trip: every statement goes out at once and the pipeline's one Sync
+                # ends them as one transaction (the protocol's implicit transaction). A check
+                # that fails (the lease, the claim) raises in SQL: the server skips the rest
+                # and rolls all of it back. The outbox id is the session's currval.
+                if self.fence is not None:
+                    self._fenced(conn, mailbox)
+                outbox = None
+                if reply is not None:
+                    outbox = conn.execute(
+                        "INSERT INTO outbox (mailbox, folder, uid, rule, message_id, recipient,"
+                        " envelope_from, bytes, next_try, created_at)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                        (mailbox, folder, uid, rule, reply.message_id, reply.recipient,
+                         reply.envelope_from, reply.message, when, when))
+                conn.execute(
+                    "INSERT INTO decisions (mailbox, folder, uidvalidity, uid, at, sender, reason,"  # noqa: S608 (a constant)
+                    f" rule, message_id, outbox_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {_ID})",
+                    (mailbox, folder, uidvalidity, uid, when, sender, reason, rule, message_id,
+                     reply is not None))
+                if reservation is not None and reply is not None:
+                    self._claim(conn, mailbox, reservation, when)
                     conn.execute(
-                        "INSERT INTO decisions (mailbox, folder, uidvalidity, uid, at, sender, reason,"  # noqa: S608 (a constant)
-                        f" rule, message_id, outbox_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {_ID})",
-                        (mailbox, folder, uidvalidity, uid, when, sender, reason, rule, message_id,
-                         reply is not None))
-                    if reservation is not None and reply is not None:
-                        self._claim(conn, mailbox, reservation, when)
-                        conn.execute(
-                            "INSERT INTO history (mailbox, sender_key, rule_handle, replied_at, state,"  # noqa: S608 (a constant)
-                            f" outbox_id) VALUES (%s, %s, %s, %s, 'reserved', {_ID})",
-                            (mailbox, reservation.sender_key, reservation.rule_handle, when, True))
-                    conn.execute(
-                        "INSERT INTO checkpoints (mailbox, folder, uidvalidity, last_uid)"
-                        " VALUES (%s, %s, %s, %s) ON CONFLICT (mailbox, folder) DO UPDATE"
-                        " SET last_uid = GREATEST(checkpoints.last_uid, excluded.last_uid)"
-                        " WHERE checkpoints.uidvalidity = excluded.uidvalidity",
-                        (mailbox, folder, uidvalidity, uid))
-                outbox_id = None
-                if outbox is not None:
-                    row = outbox.fetchone()
-                    assert row is not None
-                    outbox_id = int(row[0])
+                        "INSERT INTO history (mailbox, sender_key, rule_handle, replied_at, state,"  # noqa: S608 (a constant)
+                        f" outbox_id) VALUES (%s, %s, %s, %s, 'reserved', {_ID})",
+                        (mailbox, reservation.sender_key, reservation.rule_handle, when, True))
+                conn.execute(
+                    "INSERT INTO checkpoints (mailbox, folder, uidvalidity, last_uid)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT (mailbox, folder) DO UPDATE"
+                    " SET last_uid = GREATEST(checkpoints.last_uid, excluded.last_uid)"
+                    " WHERE checkpoints.uidvalidity = excluded.uidvalidity",
+                    (mailbox, folder, uidvalidity, uid))
+            outbox_id = None
+            if outbox is not None:  # read after the Sync: the results are in
+                row = outbox.fetchone()
+                assert row is not None
+                outbox_id = int(row[0])
         except StateError as err:
             cause = err.__cause__
             if isinstance(cause, psycopg.errors.UniqueViolation):
@@ -245,15 +245,20 @@ class PostgresStore:
         """The row, as SqliteStore.get_outbox; with a fence, a pending row of a mailbox whose
         lease this host does not hold (with the margin left) reads as None: the outbox reads
         the row just before sending it, so a host that lost the lease never sends it."""
+        lease, params = ("NULL", ()) if self.fence is None else self.fence.epoch_sql("outbox.mailbox")
         with self._db.query("read the outbox") as conn:
             row = conn.execute(
-                "SELECT id, mailbox, folder, uid, rule, message_id, recipient, envelope_from, bytes,"
-                " state, attempts, next_try, created_at, last_error FROM outbox WHERE id = %s",
-                (outbox_id,)).fetchone()
-            if (row is not None and row[9] == "pending" and self.fence is not None
-                    and not self.fence.holds(conn, str(row[1]), "send", lock=False)):
+                "SELECT id, mailbox, folder, uid, rule, message_id, recipient, envelope_from, bytes,"  # noqa: S608 (constants)
+                f" state, attempts, next_try, created_at, last_error, {lease} FROM outbox WHERE id = %s",
+                (*params, outbox_id)).fetchone()
+        if row is None:
+            return None
+        if row[9] == "pending" and self.fence is not None:
+            held = self.fence.epoch(str(row[1]))
+            if held is None or row[14] != held:  # the lease check in the same round trip
+                self.fence.refused(str(row[1]), "send")
                 return None
-        return None if row is None else outbox_row(row)
+        return outbox_row(row[:14])
 
     def pending_count(self) -> int:
         with self._db.query("count the outbox") as conn:

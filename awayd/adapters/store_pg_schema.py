@@ -279,13 +279,25 @@ class PgDatabase:
 
     @contextmanager
     def batch(self, what: str) -> Iterator[psycopg.Connection[Any]]:
-        """A connection in pipeline mode for writes: statements, and the caller's
-        `conn.transaction()` around them, go out together when the block ends or a result
-        is read (one round trip for a whole transaction)."""
+        """A connection in pipeline mode for a write in one round trip: the statements go
+        out together and the Sync at the end of the block makes them one transaction (the
+        extended protocol's implicit transaction): all commit, or an error rolls all back.
+        Read no result inside the block: that would sync, and commit, early."""
         if self.readonly:
             raise StateError(f"state database {self.path}: opened read-only, cannot {what}")
-        with self._transaction(what, atomic=False) as conn, conn.pipeline():
-            yield conn
+        with self._transaction(what, atomic=False) as conn:
+            failed: psycopg.Error | None = None
+            try:
+                with conn.pipeline():
+                    try:
+                        yield conn
+                    except psycopg.Error as err:  # a statement failed: the exit still syncs,
+                        failed = err  # which ends the aborted transaction; tell this error
+            except psycopg.Error:
+                if failed is None:
+                    raise
+            if failed is not None:
+                raise failed
 
     @contextmanager
     def _transaction(self, what: str, *, atomic: bool = True) -> Iterator[psycopg.Connection[Any]]:
