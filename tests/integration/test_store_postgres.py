@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from awayd.adapters.store_api import NoStateYet, ReplyClaimed
+from awayd.adapters.store_api import AlreadyRecorded, NoStateYet, ReplyClaimed
 from awayd.adapters.store_pg import PostgresStore
 from awayd.adapters.store_pg_schema import SCHEMA_VERSION
 from awayd.adapters.store_sqlite import OutboxDraft, Reservation, SqliteStore
@@ -165,3 +165,12 @@ def test_a_server_down_is_a_transient_error_and_the_store_reconnects(
             postgres.start()
         assert record(store, 3, sender="carol@example.net") is not None
         assert store.pending_count() == 2
+
+
+def test_a_message_recorded_twice_is_told_apart_from_a_store_failure(
+        store: PostgresStore | SqliteStore) -> None:
+    record(store, 1)
+    with pytest.raises(AlreadyRecorded, match=r"uid 1 .* already recorded"):
+        record(store, 1, sender="carol@example.net")
+    assert store.pending_count() == 1  # nothing of the second one written
+    record(store, 2, sender="carol@example.net")  # the connection is fine afterwards
