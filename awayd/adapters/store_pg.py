@@ -11,8 +11,8 @@ import psycopg
 from awayd.adapters.leases_pg import Fence
 from awayd.adapters.store_api import AlreadyRecorded, Fenced, NoStateYet, ReplyClaimed
 from awayd.adapters.store_pg_history import DecisionHistory
+from awayd.adapters.store_pg_record import queue_record, refusal
 from awayd.adapters.store_pg_schema import (
-    REFUSED_STATE,
     SCHEMA_VERSION,
     PgDatabase,
     PgStateDb,
@@ -38,15 +38,11 @@ from awayd.errors import StateError
 
 _MAX_ERROR_TEXT = 1000
 #: The outbox id just inserted in this session (%s: whether there is one); a constant.
-_ID = "CASE WHEN %s THEN currval(pg_get_serial_sequence('outbox', 'id')) END"
 Conn = psycopg.Connection[Any]
-
-
-def _refusal(err: BaseException | None) -> str | None:
-    """What awayd_refuse() refused ("fenced", "claimed"), or None for any other error."""
-    if isinstance(err, psycopg.Error) and err.sqlstate == REFUSED_STATE:
-        return (err.diag.message_primary or "").removeprefix("awayd: ")
-    return None
+_MARK_SENT = ("WITH o AS (UPDATE outbox SET state = 'sent', sent_at = %s, attempts = attempts + 1,"
+              " last_error = NULL WHERE id = %s RETURNING id),"
+              " h AS (UPDATE history SET state = 'sent' WHERE outbox_id IN (SELECT id FROM o))"
+              " SELECT count(*) FROM o")
 
 
 class PostgresStore:
@@ -153,37 +149,10 @@ class PostgresStore:
         when = to_ts(at)
         try:
             with self._db.batch("record a decision") as conn:
-                # One round trip: every statement goes out at once and the pipeline's one Sync
-                # ends them as one transaction (the protocol's implicit transaction). A check
-                # that fails (the lease, the claim) raises in SQL: the server skips the rest
-                # and rolls all of it back. The outbox id is the session's currval.
-                if self.fence is not None:
-                    self._fenced(conn, mailbox)
-                outbox = None
-                if reply is not None:
-                    outbox = conn.execute(
-                        "INSERT INTO outbox (mailbox, folder, uid, rule, message_id, recipient,"
-                        " envelope_from, bytes, next_try, created_at)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                        (mailbox, folder, uid, rule, reply.message_id, reply.recipient,
-                         reply.envelope_from, reply.message, when, when))
-                conn.execute(
-                    "INSERT INTO decisions (mailbox, folder, uidvalidity, uid, at, sender, reason,"  # noqa: S608 (a constant)
-                    f" rule, message_id, outbox_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {_ID})",
-                    (mailbox, folder, uidvalidity, uid, when, sender, reason, rule, message_id,
-                     reply is not None))
-                if reservation is not None and reply is not None:
-                    self._claim(conn, mailbox, reservation, when)
-                    conn.execute(
-                        "INSERT INTO history (mailbox, sender_key, rule_handle, replied_at, state,"  # noqa: S608 (a constant)
-                        f" outbox_id) VALUES (%s, %s, %s, %s, 'reserved', {_ID})",
-                        (mailbox, reservation.sender_key, reservation.rule_handle, when, True))
-                conn.execute(
-                    "INSERT INTO checkpoints (mailbox, folder, uidvalidity, last_uid)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT (mailbox, folder) DO UPDATE"
-                    " SET last_uid = GREATEST(checkpoints.last_uid, excluded.last_uid)"
-                    " WHERE checkpoints.uidvalidity = excluded.uidvalidity",
-                    (mailbox, folder, uidvalidity, uid))
+                outbox = queue_record(conn, self.fence, mailbox=mailbox, folder=folder,
+                                      uidvalidity=uidvalidity, uid=uid, when=when, sender=sender,
+                                      reason=reason, rule=rule, message_id=message_id, reply=reply,
+                                      reservation=reservation)
             outbox_id = None
             if outbox is not None:  # read after the Sync: the results are in
                 row = outbox.fetchone()
@@ -194,7 +163,7 @@ class PostgresStore:
             if isinstance(cause, psycopg.errors.UniqueViolation):
                 raise AlreadyRecorded(f"state database {self.path}: {mailbox} {folder} uid {uid}"
                                       f" (uidvalidity {uidvalidity}) was already recorded") from err
-            refused = _refusal(cause)
+            refused = refusal(cause)
             if refused == "fenced":
                 assert self.fence is not None
                 self.fence.refused(mailbox, "record")
@@ -206,28 +175,6 @@ class PostgresStore:
                                    f" already answered in mailbox {mailbox}") from err
             raise
         return outbox_id
-
-    def _fenced(self, conn: Conn, mailbox: str) -> None:
-        """Queue the lease check: it fails the transaction unless the lease is ours (FOR SHARE:
-        a takeover waits for our commit)."""
-        assert self.fence is not None
-        check, params = self.fence.check(mailbox, lock=True)
-        conn.execute(f"SELECT awayd_refuse('fenced') WHERE NOT EXISTS ({check})", params)
-
-    def _claim(self, conn: Conn, mailbox: str, reservation: Reservation, when: float) -> None:
-        """Queue the claim: it fails the transaction when another decision holds it."""
-        if reservation.interval <= timedelta(0):
-            return  # a rule without an interval answers every message
-        # A concurrent claim on the same key waits for the other transaction, then sees its
-        # row: exactly one of two hosts wins, whatever the timing.
-        conn.execute(
-            "WITH won AS (INSERT INTO reply_claims (mailbox, sender_key, rule_handle, replied_at,"  # noqa: S608 (a constant)
-            f" outbox_id) VALUES (%s, %s, %s, %s, {_ID}) ON CONFLICT (mailbox, sender_key, rule_handle)"
-            " DO UPDATE SET replied_at = excluded.replied_at, outbox_id = excluded.outbox_id"
-            " WHERE reply_claims.replied_at < excluded.replied_at - %s RETURNING 1)"
-            " SELECT awayd_refuse('claimed') WHERE NOT EXISTS (SELECT 1 FROM won)",
-            (mailbox, reservation.sender_key, reservation.rule_handle, when, True,
-             reservation.interval.total_seconds()))
 
     # --- outbox ----------------------------------------------------------------------------
 
@@ -245,17 +192,23 @@ class PostgresStore:
         """The row, as SqliteStore.get_outbox; with a fence, a pending row of a mailbox whose
         lease this host does not hold (with the margin left) reads as None: the outbox reads
         the row just before sending it, so a host that lost the lease never sends it."""
-        lease, params = ("NULL", ()) if self.fence is None else self.fence.epoch_sql("outbox.mailbox")
         with self._db.query("read the outbox") as conn:
-            row = conn.execute(
-                "SELECT id, mailbox, folder, uid, rule, message_id, recipient, envelope_from, bytes,"  # noqa: S608 (constants)
+            row = conn.execute(*self._read_outbox(outbox_id)).fetchone()
+        return self._leased_row(row)
+
+    def _read_outbox(self, outbox_id: int) -> tuple[str, tuple[Any, ...]]:
+        """The row and, with a fence, its lease epoch when ours (the check in the same trip)."""
+        lease, params = ("NULL", ()) if self.fence is None else self.fence.epoch_sql("outbox.mailbox")
+        return ("SELECT id, mailbox, folder, uid, rule, message_id, recipient, envelope_from, bytes,"  # noqa: S608 (constants)
                 f" state, attempts, next_try, created_at, last_error, {lease} FROM outbox WHERE id = %s",
-                (*params, outbox_id)).fetchone()
+                (*params, outbox_id))
+
+    def _leased_row(self, row: Any) -> OutboxRow | None:
         if row is None:
             return None
         if row[9] == "pending" and self.fence is not None:
             held = self.fence.epoch(str(row[1]))
-            if held is None or row[14] != held:  # the lease check in the same round trip
+            if held is None or row[14] != held:
                 self.fence.refused(str(row[1]), "send")
                 return None
         return outbox_row(row[:14])
@@ -268,13 +221,20 @@ class PostgresStore:
     def mark_sent(self, outbox_id: int, now: datetime) -> None:
         """See SqliteStore.mark_sent; one statement (atomic on its own), one round trip."""
         with self._db.query("mark a reply sent") as conn:
-            row = conn.execute(
-                "WITH o AS (UPDATE outbox SET state = 'sent', sent_at = %s, attempts = attempts + 1,"
-                " last_error = NULL WHERE id = %s RETURNING id),"
-                " h AS (UPDATE history SET state = 'sent' WHERE outbox_id IN (SELECT id FROM o))"
-                " SELECT count(*) FROM o", (to_ts(now), outbox_id)).fetchone()
+            row = conn.execute(_MARK_SENT, (to_ts(now), outbox_id)).fetchone()
         if not row or not row[0]:
             raise StateError(f"state database {self.path}: no outbox row {outbox_id}")
+
+    def mark_sent_then_read(self, outbox_id: int, now: datetime, next_id: int) -> OutboxRow | None:
+        """mark_sent(outbox_id), and get_outbox(next_id) in the same round trip: the relay
+        reads the reply it sends next while it marks the one it just sent."""
+        with self._db.batch("mark a reply sent") as conn:
+            marked = conn.execute(_MARK_SENT, (to_ts(now), outbox_id))
+            following = conn.execute(*self._read_outbox(next_id))
+        row = marked.fetchone()
+        if not row or not row[0]:
+            raise StateError(f"state database {self.path}: no outbox row {outbox_id}")
+        return self._leased_row(following.fetchone())
 
     def mark_retry(self, outbox_id: int, next_try: datetime, error: str) -> None:
         with self._db.write("reschedule a reply") as conn:

@@ -3,6 +3,8 @@ and read-only admin commands on a database the daemon never ran on."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -131,3 +133,59 @@ def test_read_only_commands_on_a_database_the_daemon_never_ran_on(
     with psycopg.connect(pg_url) as conn:  # and nothing was created
         row = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
     assert row == (0,)
+
+
+class CountingStore(PostgresStore):
+    """The real store, counting the outbox reads made on their own."""
+
+    reads = 0
+
+    def get_outbox(self, outbox_id: int) -> Any:
+        self.reads += 1
+        return super().get_outbox(outbox_id)
+
+
+class GatedSender:
+    """Takes every reply; the first waits until the others are queued behind it."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+        self.sent: list[str] = []
+
+    def send(self, envelope_from: str, recipient: str, message: bytes) -> None:
+        self.gate.wait(10)
+        self.sent.append(recipient)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_relay_reads_its_next_reply_while_marking_the_last_one_sent(pg_url: str) -> None:
+    senders = [f"s{n}@example.net" for n in range(4)]
+    gate = threading.Event()
+    sender = GatedSender(gate)
+    with CountingStore(PostgresStore.open(pg_url).pg) as store:
+        ids = []
+        for uid, address in enumerate(senders, start=1):
+            ids.append(store.record(
+                mailbox="alice", folder="INBOX", uidvalidity=1, uid=uid, at=NOW, sender=address,
+                reason="reply", rule="away", message_id=None,
+                reply=OutboxDraft(f"<r{uid}@example.org>", address, "", b"Subject: x\r\n\r\nx\r\n")))
+        outbox = Outbox(store=store, clock=lambda: NOW, log=structlog.get_logger("test"),
+                        make_sender=lambda settings: sender,
+                        monotonic=lambda: 0.0)  # a row read ahead never ages here
+        outbox.configure(parse_config(CONFIG, "t.yaml").mailboxes)
+        try:
+            for outbox_id in ids:
+                assert outbox_id is not None
+                outbox.submit(outbox_id, "alice")
+            gate.set()
+            deadline = time.monotonic() + 20
+            while store.pending_count() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            outbox.close(5.0)
+        assert sender.sent == senders  # each once, in order
+        assert store.pending_count() == 0
+        # the first reply is read on its own, each other one with the previous one's mark
+        assert store.reads == 1
