@@ -53,6 +53,9 @@ class LeaseKeeper:
         self._last_ok = monotonic()
         self._down = False
         self._lock = threading.Lock()  # one round at a time (the thread, a reload)
+        # one lease transaction at a time (a round's, the renewal thread's): they share one
+        # connection, as a second one may not connect in time on a host starved for CPU
+        self._db = threading.Lock()
         period = table.period
         # Claims run often so a dead host's mailboxes are taken soon after expiry; renewals
         # need only one success per third of the period.
@@ -91,7 +94,8 @@ class LeaseKeeper:
             if self._monotonic() - self._last_ok < self.every:
                 continue  # a round renewed lately
             try:
-                self.table.renew(self.fence.held())
+                with self._db:
+                    self.table.renew(self.fence.held())
             except StateError:
                 continue  # the round reports it and lets go in time
             self._last_ok = self._monotonic()
@@ -102,7 +106,8 @@ class LeaseKeeper:
         with self._lock:
             held = self.fence.held()
             try:
-                result = self.table.round(self._mailboxes, held)
+                with self._db:
+                    result = self.table.round(self._mailboxes, held)
             except StateError as err:
                 self._unreachable(err)
                 return None
@@ -133,7 +138,8 @@ class LeaseKeeper:
             self.fence.drop(name)
         self._lose(names)
         try:
-            self.table.release({n: held[n] for n in names if n in held})
+            with self._db:
+                self.table.release({n: held[n] for n in names if n in held})
         except StateError as err:  # they expire by themselves
             self.log.warning("lease.release_failed", mailboxes=names, error=str(err))
         self.log.info("lease.released", mailboxes=names, reason=why)
@@ -161,6 +167,7 @@ class LeaseKeeper:
         for name in self.fence.held():
             self.fence.drop(name)
         try:
-            self.table.leave()
+            with self._db:
+                self.table.leave()
         except StateError as err:
             self.log.warning("lease.release_failed", error=str(err), note="they expire by themselves")
