@@ -1,0 +1,125 @@
+"""The push dispatcher's bookkeeping on reload: which folders a new configuration sweeps at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from awayd.adapters.imap_pool import WatcherPool
+from awayd.config.load import parse_config
+from awayd.config.model import Mailbox, SecretSource
+from awayd.push.dispatch import PushDispatcher, PushFolder, sweep_width
+from awayd.push.mode import PushMode
+
+HEAD = """\
+smtp: {host: smtp.example.org}
+push: {listen: '127.0.0.1:8787', token_env: T}
+defaults:
+  imap: {host: imap.example.org, master_user: awayd, master_password_file: /m, push: true}
+  rules: [{name: away, text: "Absent."}]
+mailboxes:
+"""
+
+
+def mailboxes(*lines: str) -> tuple[Mailbox, ...]:
+    return parse_config(HEAD + "".join(f"  - {line}\n" for line in lines)).mailboxes
+
+
+class Worker:
+    """Stands in for a FolderWorker: counts the ticks that would fetch over IMAP."""
+
+    def __init__(self, mailbox: Mailbox, folder: str) -> None:
+        self.mailbox, self.folder = mailbox, folder
+        self.log = structlog.get_logger().bind(mailbox=mailbox.name, folder=folder)
+        self.ticks = 0
+        self.closed = 0
+
+    def tick(self) -> bool:
+        self.ticks += 1
+        return True
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def make_worker(mailbox: Mailbox, folder: str, _watcher: Callable[..., Any],
+                _stop: threading.Event) -> Any:
+    return Worker(mailbox, folder)
+
+
+def dispatcher(boxes: tuple[Mailbox, ...]) -> PushDispatcher:
+    return PushDispatcher(boxes, pool=WatcherPool(0, lambda *_: None), workers=2,  # type: ignore[arg-type, return-value]
+                          make_worker=make_worker, store=None, log=structlog.get_logger())
+
+
+def names(folders: list[PushFolder]) -> list[str]:
+    return sorted(f"{f.mailbox.name}/{f.worker.folder}" for f in folders)
+
+
+def test_a_reload_sweeps_new_folders_and_those_whose_imap_settings_changed() -> None:
+    first = mailboxes("{name: a, address: a@example.org}", "{name: b, address: b@example.org}",
+                      "{name: c, address: c@example.org}",
+                      "{name: r, address: r@example.org, rules: [{name: x, text: X}]}")
+    d = dispatcher(first)
+    try:
+        assert len(d.folders) == 4
+        second = mailboxes(
+            "{name: a, address: a@example.org}",  # as it was
+            "{name: b, address: b@example.org, imap: {timeout: 5s}}",  # IMAP settings changed
+            "{name: renamed, address: c@example.org}",  # same user, another mailbox name
+            "{name: r, address: r@example.org, rules: [{name: y, text: Y}]}",  # rules only
+            "{name: n, address: n@example.org, imap: {folders: [INBOX, Team]}}")  # new
+        fresh = d.update(second, make_worker)
+        assert names(fresh) == ["b/INBOX", "n/INBOX", "n/Team", "renamed/INBOX"]
+        assert sorted(d.folders) == sorted((u, f) for u, f in [
+            ("a@example.org", "INBOX"), ("b@example.org", "INBOX"), ("c@example.org", "INBOX"),
+            ("r@example.org", "INBOX"), ("n@example.org", "INBOX"), ("n@example.org", "Team")])
+        # a kept folder takes the new configuration's worker at its next wake
+        kept = d.folders[("r@example.org", "INBOX")]
+        old = kept.worker
+        assert kept.mailbox.rules[0].name == "y"
+        assert kept.wake()
+        assert kept.worker is not old
+        assert (old.closed, kept.worker.ticks) == (1, 1)  # type: ignore[attr-defined]
+    finally:
+        d.close()
+
+
+def test_a_removed_folder_is_left_alone_and_swept_at_once_when_it_comes_back() -> None:
+    d = dispatcher(mailboxes("{name: a, address: a@example.org}",
+                             "{name: b, address: b@example.org}"))
+    try:
+        gone = d.folders[("b@example.org", "INBOX")]
+        assert d.update(mailboxes("{name: a, address: a@example.org}"), make_worker) == []
+        assert ("b@example.org", "INBOX") not in d.folders
+        assert "b@example.org" not in d.users
+        assert gone.wake()  # an event queued before the reload: nothing fetched
+        assert gone.worker.ticks == 0  # type: ignore[attr-defined]
+        back = d.update(mailboxes("{name: a, address: a@example.org}",
+                                  "{name: b, address: b@example.org}"), make_worker)
+        assert back == [gone]  # the same folder (and lock) again, swept at once
+        assert gone.wake()
+        assert gone.worker.ticks == 1  # type: ignore[attr-defined]
+    finally:
+        d.close()
+
+
+def test_a_sweep_leaves_threads_free_for_events() -> None:
+    assert [sweep_width(n) for n in (1, 2, 4, 8, 9, 16)] == [1, 1, 1, 2, 2, 4]
+
+
+def test_a_reload_keeps_push_mode_unless_the_endpoint_threads_or_pool_change() -> None:
+    config = parse_config(HEAD + "  - {name: a, address: a@example.org}\n")
+    settings = config.push
+    assert settings is not None
+    mode = PushMode(dispatcher=None, server=None, settings=settings, log=None)  # type: ignore[arg-type]
+    assert mode.keeps(replace(settings, sweep_interval=timedelta(hours=1),
+                              token=SecretSource(env="OTHER")))
+    assert not mode.keeps(replace(settings, listen="127.0.0.1:9999"))
+    assert not mode.keeps(replace(settings, workers=settings.workers + 1))
+    assert not mode.keeps(replace(settings, pool=0))
