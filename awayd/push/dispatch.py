@@ -45,8 +45,8 @@ class PushFolder:
         self.store = store
         self.log = worker.log  # bound to the mailbox and folder
         self.lock = threading.Lock()
-        #: a reloaded configuration's worker, taken at the next wake: a reload never waits for
-        #: a fetch in progress, and between wakes a worker holds no connection
+        #: a reloaded configuration's worker while a fetch is in progress (a reload never waits
+        #: for one): taken at the next wake
         self._next: FolderWorker | None = None
         self.retired = False  # no longer in the configuration: events and sweeps skip it
 
@@ -55,11 +55,26 @@ class PushFolder:
         return (self._next or self.worker).mailbox
 
     def replace(self, worker: FolderWorker) -> None:
-        self._next = worker
+        """Work with `worker` (a reloaded configuration's) from now on, or from the next wake
+        when a fetch is in progress. Between wakes a worker holds no connection, and the old
+        one is let go at once: a host's previous configuration is not kept in memory."""
         self.retired = False
+        if not self.lock.acquire(blocking=False):
+            self._next = worker
+            return
+        try:
+            self._next = None
+            self.worker.close()
+            self.worker, self.log = worker, worker.log
+        finally:
+            self.lock.release()
 
     def retire(self) -> None:
         self.retired = True
+
+    @property
+    def busy(self) -> bool:
+        return self.lock.locked()
 
     def wake(self, event: PushEvent | None = None) -> bool:
         """Fetch and process everything new (after the checkpoint); False when IMAP failed."""
@@ -146,8 +161,8 @@ class PushDispatcher:
             for folder in mb.imap.folders:
                 key = (mb.imap.username.lower(), folder)
                 worker = make_worker(mb, folder, self._pooled, self.stop)
-                # a folder back after a reload without it takes its old lock again: a fetch
-                # begun before it was removed may still run
+                # a folder back after a reload without it takes its old lock again while a
+                # fetch begun before it was removed may still run
                 target = self.folders.get(key) or self._retired.pop(key, None)
                 if target is None:
                     target = PushFolder(worker, self.store)
@@ -162,7 +177,8 @@ class PushDispatcher:
         self.folders, self.users = folders, users  # one assignment each: accept() reads them
         for retired in gone.values():
             retired.retire()
-        self._retired.update(gone)
+        # kept only while a fetch begun before the removal may still run in it
+        self._retired = {k: f for k, f in {**self._retired, **gone}.items() if f.busy}
         return fresh
 
     def _pooled(self, mailbox: Mailbox, folder: str) -> Watcher:
