@@ -132,9 +132,12 @@ def figures(raw: dict[str, Any], ms_idle_target: float = 550.0) -> list[dict[str
                            _pick(runs, "latency_ms", "p99")))
         if any(r.get("during_sweep") for r in runs):
             p95w = _pick(runs, "during_sweep", "latency_ms", "p95")
+            overlapped = sum(1 for r in runs if (r.get("during_sweep") or {}).get("overlapped"))
             figs.append(figure(f"push scale: delivery-to-reply p95 during the start-up sweep of {n}"
                                " folders", "ms", p95w, target="<= 100 ms",
-                               met=_median(p95w) <= 100))
+                               met=_median(p95w) <= 100,
+                               note=f"the sweep still ran after the last delivery in {overlapped}"
+                                    f" of {len(runs)} runs"))
         figs.append(figure("push scale: deliveries started per second (achieved)", "1/s",
                            _pick(runs, "deliveries_per_s"),
                            target=f">= 95 % of {rate}/s",
