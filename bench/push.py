@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.daemon import RULE, Awayd, cpu_seconds, idle_cpu, memory
 from bench.openloop import open_loop
-from bench.phases import latency, warm_up
+from bench.phases import latency, make_msg, warm_up
 from bench.sink import Sink
-from bench.testbed import HOST, MASTER_USER, Dovecot, free_port
+from bench.testbed import HOST, MASTER_USER, SENDER_DOMAIN, Dovecot, free_port
 
 
 def write_push_config(path: Path, dv: Dovecot, smtp_port: int, users: list[str], *, listen: str,
@@ -108,14 +109,49 @@ def scale_push(sink: Sink, work: Path, n: int, deliveries: int, idle_s: float, t
         cpu0 = cpu_seconds(daemon.pid)
         res = open_loop(dv, sink, users, count=deliveries, rate=rate, conns=conns, seed=seed,
                         tag=tag)
+        cpu_s = cpu_seconds(daemon.pid) - cpu0
         return {"mailboxes": n, "listening_s": listening, "startup_sweep_s": swept,
-                "idle_cpu": cpu, **mem, "loadavg_before": load,
-                "awayd_cpu_s": cpu_seconds(daemon.pid) - cpu0, **res,
-                "during_sweep": sweeping or None}
+                "idle_cpu": cpu, **mem, "loadavg_before": load, "awayd_cpu_s": cpu_s, **res,
+                "during_sweep": sweeping or None,
+                "reload": reload_one_more(dv, sink, daemon, listing, users, tag)}
     finally:
         if daemon is not None:
             daemon.stop()
         dv.cleanup()
+
+
+def reload_one_more(dv: Dovecot, sink: Sink, daemon: Awayd, listing: Path, users: list[str],
+                    tag: str) -> dict[str, Any]:
+    """SIGHUP after one more user joined the mailbox_command's list: how long the reload
+    takes, how many folders it sweeps at once and how many logins Dovecot sees meanwhile (the
+    new mailbox's only), then one delivery to the new mailbox, which must be answered."""
+    added = dv.new_user("psnew")
+    listing.write_text("\n".join([*users, added]) + "\n", encoding="utf-8")
+    logins = _logins(dv)
+    start = time.perf_counter()
+    daemon.proc.send_signal(signal.SIGHUP)
+    reloaded = _wait(daemon, "config.reloaded", 1, 600) - start
+    swept = _wait(daemon, "push.swept", 2, 600) - start
+    logins = _logins(dv) - logins
+    event = _last(daemon, "push.reloaded")
+    sender = f"new{tag}@{SENDER_DOMAIN}"
+    with dv.lmtp() as lmtp:
+        lmtp.sendmail(sender, [added], make_msg(sender, added))
+    answered = len(sink.collect([sender], timeout=30, linger=1.0))
+    return {"reload_s": reloaded, "changed_swept_s": swept, "folders": event.get("folders"),
+            "swept_now": event.get("sweep_now"), "logins": logins, "new_mailbox_replies": answered}
+
+
+def _logins(dv: Dovecot) -> int:
+    log = dv.dir / "log" / "dovecot.log"
+    return log.read_text(encoding="utf-8", errors="replace").count("Login: user=<")
+
+
+def _last(daemon: Awayd, event: str) -> dict[str, Any]:
+    marker = f'"event": "{event}"'
+    lines = [line for line in daemon.log.read_text(encoding="utf-8").splitlines() if marker in line]
+    found: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    return found
 
 
 def _wait(daemon: Awayd, event: str, count: int, timeout: float) -> float:

@@ -138,6 +138,12 @@ def figures(raw: dict[str, Any], ms_idle_target: float = 550.0) -> list[dict[str
                                met=_median(p95w) <= 100,
                                note=f"the sweep still ran after the last delivery in {overlapped}"
                                     f" of {len(runs)} runs"))
+        if all(r.get("reload") for r in runs):
+            figs.append(figure(f"push scale: reload (SIGHUP) of {n} mailboxes plus one new, until"
+                               " config.reloaded", "s", _pick(runs, "reload", "reload_s"),
+                               note="folders swept at once: " + ", ".join(
+                                   str(r["reload"]["swept_now"]) for r in runs) + "; Dovecot logins"
+                               " meanwhile: " + ", ".join(str(r["reload"]["logins"]) for r in runs)))
         figs.append(figure("push scale: deliveries started per second (achieved)", "1/s",
                            _pick(runs, "deliveries_per_s"),
                            target=f">= 95 % of {rate}/s",
@@ -200,6 +206,11 @@ def checks(raw: dict[str, Any]) -> list[dict[str, Any]]:
     for i, res in enumerate(raw.get("pushscale", [])):
         out.append({"what": f"push scale run {i + 1}: {res['replies']}/{res['n']} replies, one"
                     " per delivery", "ok": res["exact"]})
+        if reload := res.get("reload"):
+            out.append({"what": f"push scale run {i + 1} reload: {reload['swept_now']} folder(s) swept"
+                        f" at once (the added one), its delivery answered"
+                        f" {reload['new_mailbox_replies']} time(s)",
+                        "ok": reload["swept_now"] == 1 and reload["new_mailbox_replies"] == 1})
         if during := res.get("during_sweep"):
             out.append({"what": f"push scale run {i + 1} during the sweep: {during['replies']}/"
                         f"{during['n']} replies, one per delivery", "ok": during["exact"]})
