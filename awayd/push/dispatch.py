@@ -207,8 +207,8 @@ class PushDispatcher:
             return False
 
     def sweep(self, only: list[PushFolder] | None = None) -> int:
-        """Wake every folder, or `only` these (after the events queued before them); return
-        how many failed. A sweep of every folder is skipped while the previous one runs."""
+        """Wake every folder, or `only` these, sweep_width at a time; return how many failed.
+        A sweep of every folder is skipped while the previous one runs."""
         if only is None and not self.sweeping.acquire(blocking=False):
             return 0  # the previous sweep still runs
         try:
