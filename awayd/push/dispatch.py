@@ -49,6 +49,12 @@ class PushFolder:
         #: for one): taken at the next wake
         self._next: FolderWorker | None = None
         self.retired = False  # no longer in the configuration: events and sweeps skip it
+        #: (uidvalidity, last_uid) of the first checkpoint a sweep of this process made: the
+        #: messages up to it were taken for backlog, but one whose event reaches the running
+        #: endpoint came while awayd listened (a sweep may EXAMINE the folder between the
+        #: delivery and its event) and is answered
+        self.born: tuple[int, int] | None = None
+        self._known = False  # this process has seen the folder's checkpoint
 
     @property
     def mailbox(self) -> Mailbox:
@@ -87,6 +93,8 @@ class PushFolder:
                 self.worker, self.log = worker, worker.log
             if event is not None and not self._wanted(event):
                 return True
+            first = event is None and not self._known and self.store.get_checkpoint(
+                self.worker.mailbox.name, self.worker.folder) is None
             ok = False
             for _ in range(TRIES):
                 ok = self.worker.tick()
@@ -95,11 +103,15 @@ class PushFolder:
             self.worker.close()  # the connection goes back to the pool
             if ok and event is not None:
                 self._check(event)
+            if ok and first:
+                self.born = (self.worker.uidvalidity, self.worker.last_uid)
+            self._known = self._known or ok
             return ok
 
     def _wanted(self, event: PushEvent) -> bool:
         mb, folder = self.worker.mailbox.name, self.worker.folder
         checkpoint = self.store.get_checkpoint(mb, folder)
+        self._known = True
         if checkpoint is None:
             # Not swept yet: the event's message is the first one this folder answers.
             self.store.set_checkpoint(mb, folder, event.uidvalidity, event.uid - 1)
@@ -113,6 +125,15 @@ class PushFolder:
                              note="event ignored; the sweep checks the folder")
             return False
         if checkpoint.last_uid >= event.uid:
+            if self.born == (checkpoint.uidvalidity, checkpoint.last_uid):
+                # nothing decided since the first checkpoint: from the event's UID on, no
+                # message is backlog (UIDs grow with arrival)
+                self.store.set_checkpoint(mb, folder, event.uidvalidity, event.uid - 1)
+                self.log.info("push.checkpoint_lowered", uid=event.uid,
+                              checkpoint=checkpoint.last_uid, note="the start-up sweep took this"
+                              " message for backlog; its event came while awayd listened")
+                self.born = None
+                return True
             self.log.info("push.already_processed", uid=event.uid, checkpoint=checkpoint.last_uid)
             return False
         return True

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 
 from awayd.adapters.imap_pool import WatcherPool
+from awayd.adapters.store_sqlite import SqliteStore
 from awayd.config.load import parse_config
 from awayd.config.model import Mailbox, SecretSource
 from awayd.push.dispatch import PushDispatcher, PushFolder, sweep_width
+from awayd.push.events import PushEvent
 from awayd.push.mode import PushMode
 
 HEAD = """\
@@ -30,42 +35,83 @@ def mailboxes(*lines: str) -> tuple[Mailbox, ...]:
     return parse_config(HEAD + "".join(f"  - {line}\n" for line in lines)).mailboxes
 
 
-class Worker:
-    """Stands in for a FolderWorker: counts the ticks that would fetch over IMAP."""
+V = 1712345678  # the folders' UIDVALIDITY
 
-    def __init__(self, mailbox: Mailbox, folder: str) -> None:
-        self.mailbox, self.folder = mailbox, folder
+
+class Server:
+    """One folder's messages on the IMAP server, and the UIDs a worker decided."""
+
+    def __init__(self) -> None:
+        self.uids: list[int] = []
+        self.decided: list[int] = []
+
+
+class Worker:
+    """Stands in for a FolderWorker: the checkpoint handling of FolderWorker.tick (the first
+    checkpoint at UIDNEXT - 1, then every UID above it in order) without IMAP."""
+
+    def __init__(self, mailbox: Mailbox, folder: str, store: SqliteStore, server: Server) -> None:
+        self.mailbox, self.folder, self.store, self.server = mailbox, folder, store, server
         self.log = structlog.get_logger().bind(mailbox=mailbox.name, folder=folder)
-        self.ticks = 0
-        self.closed = 0
+        self.uidvalidity = self.last_uid = 0
+        self.ticks = self.closed = 0
 
     def tick(self) -> bool:
         self.ticks += 1
+        name, folder = self.mailbox.name, self.folder
+        checkpoint = self.store.get_checkpoint(name, folder)
+        self.uidvalidity = V
+        if checkpoint is None:
+            self.last_uid = max(self.server.uids, default=0)  # the backlog is never answered
+            self.store.set_checkpoint(name, folder, V, self.last_uid)
+        else:
+            self.last_uid = checkpoint.last_uid
+        for uid in sorted(u for u in self.server.uids if u > self.last_uid):
+            self.server.decided.append(uid)
+            self.store.set_checkpoint(name, folder, V, uid)
+            self.last_uid = uid
         return True
 
     def close(self) -> None:
         self.closed += 1
 
 
-def make_worker(mailbox: Mailbox, folder: str, _watcher: Callable[..., Any],
-                _stop: threading.Event) -> Any:
-    return Worker(mailbox, folder)
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    with SqliteStore.open(tmp_path / "state.db") as opened:
+        yield opened
 
 
-def dispatcher(boxes: tuple[Mailbox, ...]) -> PushDispatcher:
-    return PushDispatcher(boxes, pool=WatcherPool(0, lambda *_: None), workers=2,  # type: ignore[arg-type, return-value]
-                          make_worker=make_worker, store=None, log=structlog.get_logger())
+class Host:
+    """A dispatcher over stand-in workers, one Server per IMAP user."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.servers: dict[str, Server] = defaultdict(Server)
+
+    def make_worker(self, mailbox: Mailbox, folder: str, _watcher: Callable[..., Any],
+                    _stop: threading.Event) -> Any:
+        assert mailbox.imap is not None
+        return Worker(mailbox, folder, self.store, self.servers[mailbox.imap.username])
+
+    def dispatcher(self, boxes: tuple[Mailbox, ...]) -> PushDispatcher:
+        return PushDispatcher(boxes, pool=WatcherPool(0, lambda *_: None),  # type: ignore[arg-type, return-value]
+                              workers=2, make_worker=self.make_worker, store=self.store,
+                              log=structlog.get_logger())
 
 
 def names(folders: list[PushFolder]) -> list[str]:
     return sorted(f"{f.mailbox.name}/{f.worker.folder}" for f in folders)
 
 
-def test_a_reload_sweeps_new_folders_and_those_whose_imap_settings_changed() -> None:
+def test_a_reload_sweeps_new_folders_and_those_whose_imap_settings_changed(
+        store: SqliteStore) -> None:
+    host = Host(store)
+    make_worker = host.make_worker
     first = mailboxes("{name: a, address: a@example.org}", "{name: b, address: b@example.org}",
                       "{name: c, address: c@example.org}",
                       "{name: r, address: r@example.org, rules: [{name: x, text: X}]}")
-    d = dispatcher(first)
+    d = host.dispatcher(first)
     try:
         assert len(d.folders) == 4
         second = mailboxes(
@@ -88,8 +134,11 @@ def test_a_reload_sweeps_new_folders_and_those_whose_imap_settings_changed() -> 
         d.close()
 
 
-def test_a_folder_busy_at_reload_takes_the_new_worker_at_its_next_wake() -> None:
-    d = dispatcher(mailboxes("{name: r, address: r@example.org, rules: [{name: x, text: X}]}"))
+def test_a_folder_busy_at_reload_takes_the_new_worker_at_its_next_wake(
+        store: SqliteStore) -> None:
+    host = Host(store)
+    make_worker = host.make_worker
+    d = host.dispatcher(mailboxes("{name: r, address: r@example.org, rules: [{name: x, text: X}]}"))
     try:
         folder = d.folders[("r@example.org", "INBOX")]
         old = folder.worker
@@ -105,8 +154,11 @@ def test_a_folder_busy_at_reload_takes_the_new_worker_at_its_next_wake() -> None
         d.close()
 
 
-def test_a_removed_folder_is_left_alone_and_swept_at_once_when_it_comes_back() -> None:
-    d = dispatcher(mailboxes("{name: a, address: a@example.org}",
+def test_a_removed_folder_is_left_alone_and_swept_at_once_when_it_comes_back(
+        store: SqliteStore) -> None:
+    host = Host(store)
+    make_worker = host.make_worker
+    d = host.dispatcher(mailboxes("{name: a, address: a@example.org}",
                              "{name: b, address: b@example.org}"))
     try:
         gone = d.folders[("b@example.org", "INBOX")]
@@ -144,3 +196,44 @@ def test_a_reload_keeps_push_mode_unless_the_endpoint_threads_or_pool_change() -
     assert not mode.keeps(replace(settings, listen="127.0.0.1:9999"))
     assert not mode.keeps(replace(settings, workers=settings.workers + 1))
     assert not mode.keeps(replace(settings, pool=0))
+
+
+def test_a_message_the_start_up_sweep_took_for_backlog_is_answered_when_its_event_comes(
+        store: SqliteStore) -> None:
+    """The sweep EXAMINEs a new folder between a delivery and its event: the message is below
+    the first checkpoint, but its event reached the running endpoint, so it is answered, once."""
+    host = Host(store)
+    d = host.dispatcher(mailboxes("{name: a, address: a@example.org}"))
+    try:
+        folder = d.folders[("a@example.org", "INBOX")]
+        host.servers["a@example.org"].uids = [1, 2]
+        assert folder.wake()  # the start-up sweep: UIDs 1 and 2 taken for backlog
+        assert host.servers["a@example.org"].decided == []
+        event = PushEvent(user="a@example.org", folder="INBOX", uid=2, uidvalidity=V)
+        assert folder.wake(event)
+        assert host.servers["a@example.org"].decided == [2]  # 1 had no event: backlog
+        assert folder.wake(event)  # a replay
+        host.servers["a@example.org"].uids.append(3)
+        assert folder.wake(PushEvent(user="a@example.org", folder="INBOX", uid=3, uidvalidity=V))
+        assert folder.wake(PushEvent(user="a@example.org", folder="INBOX", uid=1, uidvalidity=V))
+        assert host.servers["a@example.org"].decided == [2, 3]
+    finally:
+        d.close()
+
+
+def test_a_checkpoint_from_before_the_start_is_never_lowered_by_an_event(
+        store: SqliteStore) -> None:
+    host = Host(store)
+    store.set_checkpoint("a", "INBOX", V, 2)  # a previous run decided UIDs 1 and 2
+    host.servers["a@example.org"].uids = [1, 2]
+    d = host.dispatcher(mailboxes("{name: a, address: a@example.org}"))
+    try:
+        folder = d.folders[("a@example.org", "INBOX")]
+        assert folder.wake()  # the start-up sweep
+        assert folder.wake(PushEvent(user="a@example.org", folder="INBOX", uid=2, uidvalidity=V))
+        assert host.servers["a@example.org"].decided == []
+        checkpoint = store.get_checkpoint("a", "INBOX")
+        assert checkpoint is not None
+        assert checkpoint.last_uid == 2
+    finally:
+        d.close()
