@@ -41,7 +41,7 @@ from awayd.adapters.imap_conn import (
 )
 from awayd.adapters.secrets import resolve_secret
 from awayd.config.model import ImapSettings
-from awayd.core.machine import TEXT_PREFIX
+from awayd.core.opening import TEXT_PREFIX
 from awayd.errors import SourceError
 
 __all__ = [

@@ -2,79 +2,47 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-import shlex
 from collections import Counter
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import cast
 from zoneinfo import ZoneInfo
 
 import yaml
-from jinja2 import Template, TemplateSyntaxError
 
 from awayd.config import read as cr
-from awayd.config.host import PUSH_KEYS, check_push, master_login, parse_push
+from awayd.config.host import PUSH_KEYS, check_push, parse_push
 from awayd.config.marks import yaml_marks
 from awayd.config.model import (
-    Audience,
     Backscatter,
     Config,
-    ImapSettings,
     Mailbox,
-    Match,
     MetricsSettings,
     RateLimit,
-    Rule,
-    RuleKind,
-    SecretSource,
-    Security,
     SmtpSettings,
     StateSettings,
-    Templates,
-    TlsSettings,
-    WeeklyWindow,
-    When,
 )
 from awayd.config.paths import resolve_paths
 from awayd.config.read import Node, Problems
-from awayd.config.rules import ends_before_start, report_undeclared, trial_render_at_keys
+from awayd.config.ruleparse import MATCH_KEYS, RULE_KEYS, TEMPLATE_KEYS, WEEKLY_KEYS, WHEN_KEYS, parse_rule
+from awayd.config.rules import trial_render_at_keys
+from awayd.config.servers import IMAP_KEYS, SMTP_KEYS, parse_imap, parse_secret, parse_smtp
 from awayd.config.sources import MailboxNode, expand, located_files, rebase
 from awayd.config.yamlsafe import LimitedSafeLoader
-from awayd.core.templates import compile_template
 from awayd.errors import ConfigError
 
-DEFAULT_SUBJECT = "Auto: {{ subject }}"
-SECURITY = ("none", "starttls", "tls")
-AUDIENCES = ("everyone", "external", "internal", "contacts")
-KINDS = ("absence", "acknowledgement")
-_SECRET_KEYS = ("password_file", "password_env", "password_command", "password_credential")
-_TLS_KEYS = {"security", "tls_verify", "ca_file"}
 _VCARD_EMAIL = re.compile(r"^(?:item\d+\.)?EMAIL[^:]*:(.+)$", re.IGNORECASE)
 
 TOP_KEYS = frozenset({"state", "smtp", "metrics", "mailboxes", "defaults", "include",
                       "mailbox_command", "push"})
 STATE_KEYS = frozenset({"path", "url", "lease", "max_delay", "keep_decisions", "retry_base"})
 METRICS_KEYS = frozenset({"listen"})
-SMTP_KEYS = frozenset({"host", "port", "username", "envelope_from", "timeout", "helo",
-                       "oauth2_token_command", "auth_retry", *_SECRET_KEYS, *_TLS_KEYS})
-_MASTER_SECRET_KEYS = tuple(f"master_{k}" for k in _SECRET_KEYS)
-IMAP_KEYS = frozenset({"host", "port", "username", "oauth2_token_command", "folders",
-                       "poll_interval", "idle", "timeout", *_SECRET_KEYS, *_TLS_KEYS,
-                       "master_user", "master_separator", "push", *_MASTER_SECRET_KEYS})
 
 MAILBOX_KEYS = frozenset({"name", "address", "aliases", "display_name", "timezone", "language",
                           "internal_domains", "contacts", "max_age", "sender_fallback",
                           "backscatter", "suppression", "max_replies", "imap", "smtp",
                           "save_copy", "rules", "subaddress_separator"})
-RULE_KEYS = frozenset({"name", "kind", "when", "match", "audience", "interval", "reply_to",
-                       "subject", "text", "html", "translations"})
-WHEN_KEYS = frozenset({"from", "until", "weekly"})
-WEEKLY_KEYS = frozenset({"days", "inside", "outside"})
-MATCH_KEYS = frozenset({"to", "subject", "from_domain"})
-TEMPLATE_KEYS = frozenset({"subject", "text", "html"})
 BACKSCATTER_KEYS = frozenset({"enabled", "authserv_ids"})
 MAX_REPLIES_KEYS = frozenset({"per_hour", "per_day"})
 #: Every section of the schema and its keys: the docs and the example are checked against it.
@@ -82,247 +50,6 @@ SCHEMA = {"top": TOP_KEYS, "state": STATE_KEYS, "metrics": METRICS_KEYS, "smtp":
           "imap": IMAP_KEYS, "mailbox": MAILBOX_KEYS, "rule": RULE_KEYS, "when": WHEN_KEYS,
           "weekly": WEEKLY_KEYS, "match": MATCH_KEYS, "template": TEMPLATE_KEYS,
           "backscatter": BACKSCATTER_KEYS, "max_replies": MAX_REPLIES_KEYS, "push": PUSH_KEYS}
-
-
-def _secret(node: Node, keys: tuple[str, ...] = _SECRET_KEYS) -> SecretSource | None:
-    """The one secret source among `keys` (ordered file, env, command, credential)."""
-    given = [k for k in keys if node.has(k)]
-    if len(given) > 1:
-        node.problems.add(node.sub(given[1]), "only one of " + ", ".join(keys),
-                          f"both {given[0]} and {given[1]}")
-    if not given:
-        return None
-    key = given[0]
-    if key == keys[0]:
-        return SecretSource(file=Path(node.get(key, cr.as_str, "a file path", "")).expanduser())
-    if key == keys[1]:
-        return SecretSource(env=node.get(key, cr.as_str, "an environment variable name", ""))
-    if key == keys[2]:
-        return SecretSource(command=node.get(key, _argv, "a command (list or string)", ("false",)))
-    return SecretSource(credential=node.get(key, cr.as_str, "a credential name", ""))
-
-
-def _argv(value: object) -> tuple[str, ...]:
-    argv = tuple(shlex.split(value)) if isinstance(value, str) else cr.as_str_list(value)
-    if not argv:
-        raise ValueError
-    return argv
-
-
-def _tls(node: Node, default: str) -> TlsSettings:
-    security = node.get("security", cr.as_str, " | ".join(SECURITY), default)
-    if security not in SECURITY:
-        node.problems.add(node.sub("security"), " | ".join(SECURITY), security)
-        security = default
-    ca = node.get("ca_file", cr.as_str, "a file path", "")
-    return TlsSettings(security=cast(Security, security),
-                       verify=node.get("tls_verify", cr.as_bool, "true or false", True),
-                       ca_file=Path(ca).expanduser() if ca else None)
-
-
-def _smtp(node: Node) -> SmtpSettings:
-    node.reject_unknown(SMTP_KEYS)
-    tls = _tls(node, "starttls")
-    default_port = {"tls": 465, "starttls": 587, "none": 25}[tls.security]
-    envelope_from = node.get("envelope_from", str, "an address or \"\"", "")
-    if envelope_from:
-        envelope_from = node.get("envelope_from", cr.as_address, "an address or \"\"", "")
-    password = _secret(node)
-    oauth = node.get("oauth2_token_command", _argv, "a command (list or string)", None)
-    username = node.get("username", cr.as_str, "a user name", None)
-    if oauth is not None and password is not None:
-        node.problems.add(node.sub("oauth2_token_command"), "either a password key or "
-                          "oauth2_token_command", "both")
-    if (oauth is not None or password is not None) and username is None:
-        node.problems.add(node.sub("username"), "a user name to log in with")
-    return SmtpSettings(
-        host=node.require("host", cr.as_str, "a host name") or "localhost",
-        port=node.get("port", cr.as_port, "a port number", default_port),
-        tls=tls,
-        username=username,
-        password=password,
-        oauth2_token_command=oauth,
-        envelope_from=envelope_from,
-        timeout=node.get("timeout", cr.as_duration, "a duration such as 30s",
-                         cr.as_duration(30)).total_seconds(),
-        helo=node.get("helo", cr.as_str, "a host name", None),
-        auth_retry=node.get("auth_retry", cr.as_duration, "a duration such as 15m",
-                            cr.as_duration(900)).total_seconds(),
-    )
-
-
-def _imap(node: Node, address: str | None = None) -> ImapSettings:
-    node.reject_unknown(IMAP_KEYS)
-    tls = _tls(node, "tls")
-    default_port = 993 if tls.security == "tls" else 143
-    password = _secret(node)
-    oauth = node.get("oauth2_token_command", _argv, "a command (list or string)", None)
-    master = master_login(node, _secret, _MASTER_SECRET_KEYS)
-    if password is None and oauth is None and master is None:
-        node.problems.add(node.path, "one of " + ", ".join(_SECRET_KEYS) + " or oauth2_token_command",
-                          "no credentials")
-    elif master is not None and (password is not None or oauth is not None):
-        node.problems.add(node.sub("master_user"), "either the mailbox's own password or a "
-                          "master user", "both")
-    username = (node.get("username", cr.as_str, "a user name", address or "")
-                if master is not None and address else
-                node.require("username", cr.as_str, "a user name") or "")
-    poll = node.get("poll_interval", cr.as_duration, "a duration such as 60s", cr.as_duration(60))
-    if poll.total_seconds() < 0.1:
-        node.problems.add(node.sub("poll_interval"), "at least 0.1s", str(poll))
-    return ImapSettings(
-        host=node.require("host", cr.as_str, "a host name") or "localhost",
-        port=node.get("port", cr.as_port, "a port number", default_port),
-        tls=tls,
-        username=username,
-        password=password,
-        oauth2_token_command=oauth,
-        folders=node.get("folders", cr.as_str_list, "a list of folder names", ("INBOX",)),
-        poll_interval=poll,
-        idle=node.get("idle", cr.as_bool, "true or false", True),
-        timeout=node.get("timeout", cr.as_duration, "a duration such as 30s",
-                         cr.as_duration(30)).total_seconds(),
-        master_user=master[0] if master else None,
-        master_password=master[1] if master else None,
-        master_separator=node.get("master_separator", cr.as_str, "a separator such as *", None),
-        push=node.get("push", cr.as_bool, "true or false", False),
-    )
-
-
-def _templates(node: Node, base_subject: str) -> Templates | None:
-    subject = node.get("subject", cr.as_str, "a template string", base_subject)
-    text = node.require("text", cr.as_str, "a template string (the reply text)")
-    html = node.get("html", cr.as_str, "a template string or null", None)
-    if "\n" in subject.strip() or "\r" in subject:
-        node.problems.add(node.sub("subject"), "one line", subject)
-    compiled: list[Template | None] = []
-    for key, source, is_html in (("subject", subject, False), ("text", text, False),
-                                 ("html", html, True)):
-        if source is None:
-            compiled.append(None)
-            continue
-        try:
-            compiled.append(compile_template(source, html=is_html))
-        except TemplateSyntaxError as err:
-            node.problems.add(node.sub(key), "a valid template", f"line {err.lineno}: {err.message}")
-            compiled.append(None)
-            continue
-        if report_undeclared(node, key, source, html=is_html):
-            compiled[-1] = None
-    subject_t, text_t, html_t = compiled
-    if subject_t is None or text_t is None or (html is not None and html_t is None):
-        return None
-    return Templates(subject_t, text_t, html_t, "\x00".join((subject, text or "", html or "")))
-
-
-def _when(node: Node, tz: ZoneInfo) -> When:
-    node.reject_unknown(WHEN_KEYS)
-    expected = "a date (2026-12-20) or a datetime with a zone (2026-12-20T09:00:00+01:00)"
-
-    def point(key: str) -> date | datetime | None:
-        value = node.get(key, cr.as_date_or_datetime, expected, None)
-        if isinstance(value, datetime) and value.tzinfo is None:
-            value = value.replace(tzinfo=tz)  # a naive datetime is the mailbox's local time
-        return value
-
-    start, until = point("from"), point("until")
-    if start is not None and until is not None and ends_before_start(start, until, tz):
-        node.problems.add(node.sub("until"), "a day or time on or after `from`", str(until))
-    weekly: list[WeeklyWindow] = []
-    for w in node.children("weekly"):
-        w.reject_unknown(WEEKLY_KEYS)
-        days = w.get("days", cr.as_day_set, "days such as mon-fri or [sat, sun]",
-                     frozenset(range(7)))
-        if w.has("inside") and w.has("outside"):
-            w.problems.add(w.path, "either inside or outside", "both")
-        key = "outside" if w.has("outside") else "inside"
-        ranges = w.get(key, cr.as_time_ranges, 'a range "HH:MM-HH:MM" or a list of them', ())
-        weekly.append(WeeklyWindow(days, ranges, outside=key == "outside"))
-    return When(start, until, tuple(weekly))
-
-
-def _match(node: Node) -> Match:
-    node.reject_unknown(MATCH_KEYS)
-    pattern = node.get("subject", cr.as_str, "a regular expression", "")
-    regex = None
-    if pattern:
-        try:
-            regex = re.compile(pattern)
-        except re.error as err:
-            node.problems.add(node.sub("subject"), "a valid regular expression", f"{pattern!r}: {err}")
-    to = node.get("to", lambda v: tuple(cr.as_address(a) for a in cr.as_str_list(v)),
-                  "a list of addresses", ())
-    domains = node.get("from_domain", cr.as_str_list, "a list of domains", ())
-    return Match(frozenset(to), regex, frozenset(d.lower().lstrip("@") for d in domains))
-
-
-def _rule(node: Node, mailbox_tz: ZoneInfo, mailbox_language: str) -> Rule | None:
-    node.reject_unknown(RULE_KEYS)
-    name = node.require("name", cr.as_str, "a rule name") or "?"
-    kind = node.get("kind", cr.as_str, " | ".join(KINDS), "absence")
-    if kind not in KINDS:
-        node.problems.add(node.sub("kind"), " | ".join(KINDS), kind)
-    audience = node.get("audience", cr.as_str, " | ".join(AUDIENCES), "everyone")
-    if audience not in AUDIENCES:
-        node.problems.add(node.sub("audience"), " | ".join(AUDIENCES), audience)
-    when_node = node.child("when")
-    match_node = node.child("match")
-    reply_to = node.get("reply_to", cr.as_str, "an address, optionally with a name", "")
-    if reply_to and not _valid_mailbox_header(reply_to):
-        node.problems.add(node.sub("reply_to"), "an address such as Bob Martin <bob@example.org>",
-                          reply_to)
-    base = _templates(node, DEFAULT_SUBJECT)
-    translations: list[tuple[str, Templates]] = []
-    tr = node.child("translations")
-    if tr is not None:
-        for lang in tr.data:
-            sub = tr.child(str(lang), required=True)
-            if sub is None:
-                continue
-            if not re.fullmatch(r"[a-z]{2,3}", str(lang)):
-                sub.problems.add(sub.path, "a language code such as en or de", str(lang))
-            sub.reject_unknown(TEMPLATE_KEYS)
-            compiled = _templates(sub, DEFAULT_SUBJECT)
-            if compiled is not None:
-                translations.append((str(lang), compiled))
-            if str(lang) == mailbox_language:
-                sub.problems.note(sub.path, "the mailbox language uses the rule's own text; "
-                                  "remove this translation or change the mailbox language")
-    # parsed before giving up on a rule whose text failed, so their problems are reported too
-    when = _when(when_node, mailbox_tz) if when_node is not None else None
-    match = _match(match_node) if match_node is not None else None
-    interval = node.get("interval", cr.as_duration, "a duration such as 7d (0 = every message)",
-                        cr.as_duration("7d"))
-    if base is None:
-        return None
-    digest = hashlib.sha256(
-        "\x01".join([base.source, *(f"{lang}\x02{t.source}" for lang, t in translations)]).encode()
-    ).hexdigest()[:12]
-    return Rule(
-        name=name,
-        kind=cast(RuleKind, kind if kind in KINDS else "absence"),
-        when=when,
-        match=match,
-        audience=cast(Audience, audience if audience in AUDIENCES else "everyone"),
-        interval=interval,
-        reply_to=reply_to or None,
-        templates=base,
-        translations=tuple(translations),
-        handle=f"{name}:{digest}",
-    )
-
-
-def _valid_mailbox_header(value: str) -> bool:
-    from email.utils import parseaddr  # noqa: PLC0415
-
-    if "\n" in value or "\r" in value:
-        return False
-    _name, addr = parseaddr(value)
-    try:
-        cr.as_address(addr)
-    except (ValueError, TypeError):
-        return False
-    return True
 
 
 def _contacts(node: Node, base_dir: Path) -> frozenset[str]:
@@ -385,7 +112,7 @@ def _mailbox(node: Node, default_smtp: SmtpSettings | None, base_dir: Path) -> M
                            mr.get("per_day", cr.as_positive_int, "a positive number", 500))
     imap_node, smtp_node = node.child("imap"), node.child("smtp")
     rule_nodes = list(node.children("rules"))
-    rules = [_rule(r, tz, language) for r in rule_nodes]
+    rules = [parse_rule(r, tz, language) for r in rule_nodes]
     names = [str(r.raw("name")) for r in rule_nodes if r.has("name")]  # failed rules count too
     for dup in sorted({n for n in names if names.count(n) > 1}):
         node.problems.add(node.sub("rules"), "unique rule names", f"{dup!r} twice")
@@ -407,8 +134,8 @@ def _mailbox(node: Node, default_smtp: SmtpSettings | None, base_dir: Path) -> M
         backscatter=backscatter,
         suppression=frozenset(suppression),
         max_replies=limits,
-        imap=_imap(imap_node, address) if imap_node is not None else None,
-        smtp=_smtp(smtp_node) if smtp_node is not None else default_smtp,
+        imap=parse_imap(imap_node, address) if imap_node is not None else None,
+        smtp=parse_smtp(smtp_node) if smtp_node is not None else default_smtp,
         save_copy=node.get("save_copy", cr.as_str, "a folder name", None),
         rules=tuple(r for r in rules if r is not None),
         subaddress_separator=None if "subaddress_separator" in node.data and node.raw(
@@ -477,7 +204,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
             lease=state_node.get("lease", _lease_duration, "a duration of at least 1s such as 30s",
                                  state.lease))
     smtp_node = root.child("smtp")
-    smtp = _smtp(smtp_node) if smtp_node is not None else None
+    smtp = parse_smtp(smtp_node) if smtp_node is not None else None
     metrics_node = root.child("metrics")
     metrics = MetricsSettings()
     if metrics_node is not None:
@@ -485,7 +212,7 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         metrics = MetricsSettings(listen=metrics_node.get(
             "listen", _listen_address, "host:port such as 127.0.0.1:9387", None))
     push_node = root.child("push")
-    push = parse_push(push_node, _secret) if push_node is not None else None
+    push = parse_push(push_node, parse_secret) if push_node is not None else None
     expanded = expand(root, base, load=_load_yaml, fallback_addresses=fallback_addresses)
     if not expanded.mailboxes and not expanded.failed:
         problems.add("mailboxes", "a list with at least one mailbox", data.get("mailboxes", cr.MISSING))

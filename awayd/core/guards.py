@@ -15,6 +15,7 @@ from awayd.core import machine
 from awayd.core import own as ow
 from awayd.core import reasons as r
 from awayd.core.message import Address, Message, one_line, unwrap_srs
+from awayd.core.opening import opening_text
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def _list(c: Context) -> str | None:
 
 def _text(c: Context) -> str:
     if "text" not in c.memo:
-        c.memo["text"] = machine.opening_text(c.message)
+        c.memo["text"] = opening_text(c.message)
     return c.memo["text"] or ""
 
 

@@ -10,6 +10,7 @@ import pytest
 from awayd.core import machine
 from awayd.core import reasons as r
 from awayd.core.message import parse
+from awayd.core.opening import opening_text
 
 _MIXED = "Content-Type: multipart/mixed; boundary=b"
 
@@ -133,19 +134,19 @@ def test_a_person_is_answered(kwargs: dict[str, Any], eml, run) -> None:
 def test_opening_text_skips_mime_structure_and_decodes_the_first_part() -> None:
     body = _part(base64.b64encode("Réponse: la livraison a échoué.".encode()).decode(), cte="base64")
     message = parse(f"From: b@example.net\n{_MIXED}\n\n{body}".encode())
-    assert machine.opening_text(message) == "réponse: la livraison a échoué."
+    assert opening_text(message) == "réponse: la livraison a échoué."
 
 
 def test_opening_text_stops_where_quoted_text_starts() -> None:
     message = parse(b"From: b@example.net\n\nSee below.\n\nOn Monday, Bob wrote:\n> unable to deliver\n")
-    assert machine.opening_text(message) == "see below."
+    assert opening_text(message) == "see below."
 
 
 def test_opening_text_reads_only_the_fetched_prefix() -> None:
     """The daemon fetches TEXT_PREFIX bytes of text: what lies beyond is never judged."""
     filler = "Hello Alice, " * (machine.TEXT_PREFIX // 13 + 1)
     message = parse(f"From: b@example.net\n\n{filler}\nThis is the qmail-send program.\n".encode())
-    assert machine.bounce_text(machine.opening_text(message)) is None
+    assert machine.bounce_text(opening_text(message)) is None
 
 
 @pytest.mark.parametrize(("value", "person"), [
