@@ -132,7 +132,10 @@ class Service:
         append_message(mailbox.imap, mailbox.save_copy, data, secret_resolver=resolve_secret,
                        log=structlog.get_logger("awayd.imap").bind(mailbox=mailbox.name))
 
-    def _workers(self, config: Config, only: Iterable[str] | None = None) -> list[FolderWorker]:
+    def _workers(self, config: Config, only: Iterable[str] | None = None, *,
+                 push: bool = True) -> list[FolderWorker]:
+        """Workers of the mailboxes' folders; `push=False` leaves out push-mode folders (push
+        mode has workers of its own: 20,000 built and dropped would hold up its first events)."""
         workers = []
         names = None if only is None else set(only)
         for mb in config.mailboxes:
@@ -142,6 +145,8 @@ class Service:
             if mb.imap.push and config.push is not None:
                 every = config.push.sweep_interval  # checked by each sweep (and each event)
             self.metrics.register_mailbox(mb.name, every.total_seconds())
+            if mb.imap.push and not push:
+                continue
             for folder in mb.imap.folders:
                 workers.append(FolderWorker(
                     mb, folder, pipeline=self.pipeline, store=self.store, make_watcher=make_watcher,
@@ -217,7 +222,7 @@ class Service:
             self.push = reload_push(self.push, self.config, scheduler, make_worker=self._push_worker,
                                     store=self.store, clock=self.clock, log=self.log)
             if self.leases is None:
-                self._start_folders(scheduler, self._workers(self.config))
+                self._start_folders(scheduler, self._workers(self.config, push=False))
             else:
                 self._gain(sorted(self.leases.fence.held()))
         if self.leases is not None:
