@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from awayd.adapters.store_api import ReplyClaimed
+from awayd.adapters.store_api import AlreadyRecorded, Fenced, ReplyClaimed
 from awayd.adapters.store_sqlite import OutboxDraft, Reservation
 from awayd.config.model import Mailbox
 from awayd.core import reasons as r
@@ -128,6 +128,10 @@ class Pipeline:
         """Decide one message and commit the decision, outbox row and checkpoint together.
 
         Raises:
+            AlreadyRecorded: the message was recorded before (another host, a stale view of
+                the checkpoint): nothing was written, the message is done.
+            Fenced: this host does not hold the mailbox's lease (any more): nothing was
+                written; logged as `lease.fenced`, not as a store failure.
             StateError: the store could not be read or written. Not the message's fault: the
                 checkpoint did not move, and the caller decides the message again later.
         """
@@ -137,7 +141,9 @@ class Pipeline:
             now = self.clock()
             try:
                 absence = self.absences(mb.name) if self.absences is not None else None
-                judged = judge(item.raw, mb, now=now, history=self.store,
+                # on PostgreSQL the guards' reads come in one round trip (store_pg_history)
+                history = self.store.decision_history(mb.name, now)
+                judged = judge(item.raw, mb, now=now, history=history,
                                new_message_id=new_message_id, arrival=item.internaldate,
                                absence=absence)
                 decision = judged.decision
@@ -150,6 +156,8 @@ class Pipeline:
                                        reply=None, detail=f"{decision.sender_key} was answered "
                                        f"meanwhile (rule {decision.rule_name!r})")
                     outbox_id = self._record(item, now, decision, None)
+            except (AlreadyRecorded, Fenced):
+                raise  # not the store's fault: the folder worker moves on or stops
             except StateError as err:
                 self.outbox.health.failed("record a decision", err, mailbox=mb.name,
                                           folder=item.folder, uid=item.uid)

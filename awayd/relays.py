@@ -111,6 +111,11 @@ class Relay:
                 return False
             return not self._queue or self._not_before > self._monotonic()
 
+    def peek(self) -> int | None:
+        """The row this relay will send next if nothing changes (the outbox reads it ahead)."""
+        with self._cond:
+            return self._queue[0] if self._queue and not self._stop else None
+
     def stop(self, timeout: float) -> None:
         """Finish the send in flight (up to `timeout`), then close the connection."""
         with self._cond:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from awayd.adapters.store_api import AlreadyRecorded, Fenced
 from awayd.config.model import Mailbox
 from awayd.core.backoff import Backoff
 from awayd.errors import AwaydError, SourceError, StateError
@@ -24,6 +25,11 @@ BATCH = 500
 #: freeing disk space brings decisions back within seconds, not after an IMAP backoff.
 STORE_RETRY_S = 0.5
 STORE_RETRY_CAP_S = 5.0
+#: While the store refuses the mailbox because this host lost its lease, the folder waits this
+#: long (doubling up to the cap) before trying again: the lease keeper stops it within a
+#: lease round when the lease went to another host; a lease still ours comes back.
+FENCED_RETRY_S = 2.0
+FENCED_RETRY_CAP_S = 30.0
 
 
 class Watcher(Protocol):
@@ -62,6 +68,7 @@ class FolderWorker:
         self.watcher: Watcher | None = None
         self.failures = 0
         self.store_failures = 0
+        self.fenced = 0  # refusals in a row: this host does not hold the mailbox's lease
         self._made: Watcher | None = None
         self.uidvalidity = 0
         self.last_uid = 0
@@ -127,8 +134,13 @@ class FolderWorker:
             for msg in batch:
                 if self.stop.is_set():
                     break
-                self.pipeline.process(Incoming(self.mailbox, self.folder, self.uidvalidity,
-                                               msg.uid, msg.internaldate, msg.raw))
+                if msg.uid <= self.last_uid:
+                    continue  # recorded meanwhile by another host (see _recorded_before)
+                try:
+                    self.pipeline.process(Incoming(self.mailbox, self.folder, self.uidvalidity,
+                                                   msg.uid, msg.internaldate, msg.raw))
+                except AlreadyRecorded as err:
+                    self._recorded_before(msg.uid, err)
                 self.last_uid = max(self.last_uid, msg.uid)
                 done += 1
             if len(batch) < BATCH:
@@ -136,6 +148,15 @@ class FolderWorker:
         if self.on_checked is not None:
             self.on_checked(self.mailbox.name, self.clock().timestamp())
         return done
+
+    def _recorded_before(self, uid: int, err: AlreadyRecorded) -> None:
+        """The message is done (another host, or this folder's older view of the checkpoint):
+        carry on from the stored checkpoint instead of deciding it again and again."""
+        checkpoint = self.store.get_checkpoint(self.mailbox.name, self.folder)
+        if checkpoint is not None and checkpoint.uidvalidity == self.uidvalidity:
+            self.last_uid = max(self.last_uid, checkpoint.last_uid)
+        self.log.warning("message.already_recorded", uid=uid, last_uid=max(self.last_uid, uid),
+                         error=str(err), note="recorded before: moving on from the stored checkpoint")
 
     def tick(self, *, noop: bool = True) -> bool:
         """One cycle: (re)connect if needed, NOOP for news, drain. False after a failure.
@@ -153,7 +174,14 @@ class FolderWorker:
                 else:
                     self.drain()
                 self.store_failures = 0
+                self.fenced = 0
                 return True
+            except Fenced as err:
+                # Logged by the store's fence (lease.fenced): not a store failure. Nothing
+                # more is decided until the lease keeper stops this folder or the lease holds.
+                self.fenced += 1
+                self.log.debug("folder.fenced_wait", error=str(err))
+                return False
             except StateError as err:
                 # The store's fault, logged by the pipeline (store.write_failed): the IMAP
                 # connection is fine and stays; the message is decided again shortly.
@@ -177,7 +205,7 @@ class FolderWorker:
         if self.stop.is_set() or self.monotonic() < self._not_before:
             return
         if not self.tick():
-            if self.store_failures:
+            if self.fenced or self.store_failures:
                 self._not_before = self.monotonic() + self.store_delay()
                 return
             delay = self.retry_delay()  # one draw: the jitter differs on every call
@@ -199,6 +227,9 @@ class FolderWorker:
         self.close()
 
     def store_delay(self) -> float:
+        """How long to wait before the next try after the store refused or failed."""
+        if self.fenced:
+            return min(FENCED_RETRY_CAP_S, FENCED_RETRY_S * 2.0 ** min(self.fenced - 1, 8))
         return min(STORE_RETRY_CAP_S, STORE_RETRY_S * 2.0 ** min(self.store_failures - 1, 8))
 
     def retry_delay(self) -> float:
@@ -218,7 +249,7 @@ class FolderWorker:
                     break
             if not self.tick(noop=not announced):
                 announced = False
-                if self.store_failures and self.stop.wait(self.store_delay()):
+                if (self.fenced or self.store_failures) and self.stop.wait(self.store_delay()):
                     break
                 continue
             announced = False

@@ -53,13 +53,23 @@ class Fence:
         with self._lock:
             return dict(self._epochs)
 
-    def query(self, conn: psycopg.Connection[Any], mailbox: str, *, lock: bool) -> psycopg.Cursor[Any]:
-        """The lease check as a query; it yields a row when the lease is ours, same epoch,
+    def check(self, mailbox: str, *, lock: bool) -> tuple[str, tuple[Any, ...]]:
+        """The lease check as SQL and parameters: a row when the lease is ours, same epoch,
         `margin` seconds left (`lock`: FOR SHARE, so a takeover waits for our commit)."""
-        return conn.execute(
-            "SELECT 1 FROM leases WHERE mailbox = %s AND owner = %s AND epoch = %s"
-            f" AND expires_at > {_NOW} + %s" + (" FOR SHARE" if lock else ""),
-            (mailbox, self.host, self.epoch(mailbox), self.margin))
+        return ("SELECT 1 FROM leases WHERE mailbox = %s AND owner = %s AND epoch = %s"
+                f" AND expires_at > {_NOW} + %s" + (" FOR SHARE" if lock else ""),
+                (mailbox, self.host, self.epoch(mailbox), self.margin))
+
+    def epoch_sql(self, mailbox_column: str) -> tuple[str, tuple[Any, ...]]:
+        """A scalar subquery and its parameters: the epoch of the lease of the mailbox in
+        `mailbox_column` when it is ours with `margin` seconds left, else NULL; compare it
+        with epoch() (no lock: for a read such as the outbox's before a send)."""
+        return (f"(SELECT epoch FROM leases WHERE mailbox = {mailbox_column} AND owner = %s"
+                f" AND expires_at > {_NOW} + %s)", (self.host, self.margin))
+
+    def query(self, conn: psycopg.Connection[Any], mailbox: str, *, lock: bool) -> psycopg.Cursor[Any]:
+        """The lease check (see check) as a query."""
+        return conn.execute(*self.check(mailbox, lock=lock))
 
     def holds(self, conn: psycopg.Connection[Any], mailbox: str, what: str, *, lock: bool) -> bool:
         """True when the lease is ours (see query); else report the refusal."""

@@ -36,6 +36,7 @@ from awayd.adapters.store_rows import (
     Suppression,
 )
 from awayd.config.model import StateSettings
+from awayd.core.history import HistoryView
 from awayd.errors import StateError
 
 
@@ -44,6 +45,24 @@ class ReplyClaimed(StateError):  # noqa: N818 (a StateError by family, not a fai
 
     Nothing was written; record the message again without the reply, as `already-replied`.
     """
+
+
+class AlreadyRecorded(StateError):  # noqa: N818 (a StateError by family, not a failure)
+    """This message was recorded before (by this host's earlier view, or by another host):
+    nothing was written; the message is done, and the stored checkpoint is the one to trust."""
+
+
+class Fenced(StateError):  # noqa: N818 (a StateError by family)
+    """This host does not hold the mailbox's lease (any more): nothing was written.
+
+    Not a store failure: the mailbox belongs to another host now (or soon) and the lease
+    keeper stops its workers here."""
+
+    transient = True
+
+
+class NoStateYet(StateError):  # noqa: N818 (a StateError by family)
+    """Opened read-only, the state has not been created yet (the daemon never ran on it)."""
 
 
 class StateDb(Protocol):
@@ -101,6 +120,11 @@ class Store(Protocol):
     def replies_since(self, mailbox: str, since: datetime) -> int: ...
 
     def is_suppressed(self, mailbox: str, address: str) -> bool: ...
+
+    def decision_history(self, mailbox: str, now: datetime) -> HistoryView:
+        """The history one decision of `mailbox` at `now` reads (the caller holds the
+        mailbox's lock until the decision is recorded)."""
+        ...
 
     def check_writable(self) -> None: ...
 

@@ -9,7 +9,9 @@ from typing import Any
 import psycopg
 
 from awayd.adapters.leases_pg import Fence
-from awayd.adapters.store_api import ReplyClaimed
+from awayd.adapters.store_api import AlreadyRecorded, Fenced, NoStateYet, ReplyClaimed
+from awayd.adapters.store_pg_history import DecisionHistory
+from awayd.adapters.store_pg_record import queue_record, refusal
 from awayd.adapters.store_pg_schema import (
     SCHEMA_VERSION,
     PgDatabase,
@@ -36,14 +38,11 @@ from awayd.errors import StateError
 
 _MAX_ERROR_TEXT = 1000
 #: The outbox id just inserted in this session (%s: whether there is one); a constant.
-_ID = "CASE WHEN %s THEN currval(pg_get_serial_sequence('outbox', 'id')) END"
 Conn = psycopg.Connection[Any]
-
-
-class Fenced(StateError):  # noqa: N818 (a StateError by family)
-    """This host does not hold the mailbox's lease (any more): nothing was written."""
-
-    transient = True
+_MARK_SENT = ("WITH o AS (UPDATE outbox SET state = 'sent', sent_at = %s, attempts = attempts + 1,"
+              " last_error = NULL WHERE id = %s RETURNING id),"
+              " h AS (UPDATE history SET state = 'sent' WHERE outbox_id IN (SELECT id FROM o))"
+              " SELECT count(*) FROM o")
 
 
 class PostgresStore:
@@ -67,13 +66,17 @@ class PostgresStore:
 
         Raises:
             StateError: naming the server (never the password) and the cause: unreachable,
-                refused, not awayd's, a newer schema, or (read-only) not yet made.
+                refused, not awayd's, a newer schema, or (read-only) older.
+            NoStateYet: read-only, and the schema was never made (the daemon never ran).
         """
         db = PgDatabase(url, readonly=readonly, connect_timeout=connect_timeout, wait_for_flush=False)
         try:
             if readonly:
                 with db.read("read the schema version") as conn:
                     version = read_version(conn, db.path)
+                if version == 0:  # as a SQLite file that does not exist: never made here
+                    raise NoStateYet(f"state database {db.path}: no awayd tables yet (the daemon"
+                                     " has not run on it)")
                 if version < SCHEMA_VERSION:
                     raise StateError(f"state database {db.path}: schema version {version} is older"
                                      f" than this awayd's ({SCHEMA_VERSION}); run the daemon once"
@@ -145,73 +148,33 @@ class PostgresStore:
             raise ValueError("a history reservation needs the reply it reserves for")
         when = to_ts(at)
         try:
-            with self._db.write("record a decision") as conn, conn.pipeline():
-                # Pipelined: every statement goes out at once and the results are read at the
-                # end, before COMMIT (one round trip instead of seven); the outbox id is the
-                # session's currval. A failed check raises before COMMIT: nothing is written.
-                fence = None
-                if self.fence is not None:
-                    fence = self.fence.query(conn, mailbox, lock=True)
-                outbox = claim = None
-                if reply is not None:
-                    outbox = conn.execute(
-                        "INSERT INTO outbox (mailbox, folder, uid, rule, message_id, recipient,"
-                        " envelope_from, bytes, next_try, created_at)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                        (mailbox, folder, uid, rule, reply.message_id, reply.recipient,
-                         reply.envelope_from, reply.message, when, when))
-                conn.execute(
-                    "INSERT INTO decisions (mailbox, folder, uidvalidity, uid, at, sender, reason,"  # noqa: S608 (a constant)
-                    f" rule, message_id, outbox_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {_ID})",
-                    (mailbox, folder, uidvalidity, uid, when, sender, reason, rule, message_id,
-                     reply is not None))
-                if reservation is not None and reply is not None:
-                    claim = self._claim(conn, mailbox, reservation, when)
-                    conn.execute(
-                        "INSERT INTO history (mailbox, sender_key, rule_handle, replied_at, state,"  # noqa: S608 (a constant)
-                        f" outbox_id) VALUES (%s, %s, %s, %s, 'reserved', {_ID})",
-                        (mailbox, reservation.sender_key, reservation.rule_handle, when, True))
-                conn.execute(
-                    "INSERT INTO checkpoints (mailbox, folder, uidvalidity, last_uid)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT (mailbox, folder) DO UPDATE"
-                    " SET last_uid = GREATEST(checkpoints.last_uid, excluded.last_uid)"
-                    " WHERE checkpoints.uidvalidity = excluded.uidvalidity",
-                    (mailbox, folder, uidvalidity, uid))
-                if fence is not None and fence.fetchone() is None:
-                    assert self.fence is not None
-                    self.fence.refused(mailbox, "record")
-                    raise Fenced(f"state database {self.path}: mailbox {mailbox} is not leased to"
-                                 " this host (any more): not recorded")
-                outbox_id = None
-                if outbox is not None:
-                    row = outbox.fetchone()
-                    assert row is not None
-                    outbox_id = int(row[0])
-                if claim is not None and claim.fetchone() is None:
-                    assert reservation is not None
-                    raise ReplyClaimed(f"state database {self.path}: {reservation.sender_key} was"
-                                       f" already answered in mailbox {mailbox}")
+            with self._db.batch("record a decision") as conn:
+                outbox = queue_record(conn, self.fence, mailbox=mailbox, folder=folder,
+                                      uidvalidity=uidvalidity, uid=uid, when=when, sender=sender,
+                                      reason=reason, rule=rule, message_id=message_id, reply=reply,
+                                      reservation=reservation)
+            outbox_id = None
+            if outbox is not None:  # read after the Sync: the results are in
+                row = outbox.fetchone()
+                assert row is not None
+                outbox_id = int(row[0])
         except StateError as err:
-            if isinstance(err.__cause__, psycopg.errors.UniqueViolation):
-                raise StateError(f"state database {self.path}: {mailbox} {folder} uid {uid}"
-                                 f" (uidvalidity {uidvalidity}) was already recorded") from err
+            cause = err.__cause__
+            if isinstance(cause, psycopg.errors.UniqueViolation):
+                raise AlreadyRecorded(f"state database {self.path}: {mailbox} {folder} uid {uid}"
+                                      f" (uidvalidity {uidvalidity}) was already recorded") from err
+            refused = refusal(cause)
+            if refused == "fenced":
+                assert self.fence is not None
+                self.fence.refused(mailbox, "record")
+                raise Fenced(f"state database {self.path}: mailbox {mailbox} is not leased to"
+                             " this host (any more): not recorded") from err
+            if refused == "claimed":
+                assert reservation is not None
+                raise ReplyClaimed(f"state database {self.path}: {reservation.sender_key} was"
+                                   f" already answered in mailbox {mailbox}") from err
             raise
         return outbox_id
-
-    def _claim(self, conn: Conn, mailbox: str, reservation: Reservation,
-               when: float) -> psycopg.Cursor[Any] | None:
-        """Queue the claim; its cursor yields a row when this decision won it."""
-        if reservation.interval <= timedelta(0):
-            return None  # a rule without an interval answers every message
-        # A concurrent claim on the same key waits for the other transaction, then sees its
-        # row: exactly one of two hosts wins, whatever the timing.
-        return conn.execute(
-            "INSERT INTO reply_claims (mailbox, sender_key, rule_handle, replied_at, outbox_id)"  # noqa: S608 (a constant)
-            f" VALUES (%s, %s, %s, %s, {_ID}) ON CONFLICT (mailbox, sender_key, rule_handle) DO UPDATE"
-            " SET replied_at = excluded.replied_at, outbox_id = excluded.outbox_id"
-            " WHERE reply_claims.replied_at < excluded.replied_at - %s RETURNING 1",
-            (mailbox, reservation.sender_key, reservation.rule_handle, when, True,
-             reservation.interval.total_seconds()))
 
     # --- outbox ----------------------------------------------------------------------------
 
@@ -230,14 +193,25 @@ class PostgresStore:
         lease this host does not hold (with the margin left) reads as None: the outbox reads
         the row just before sending it, so a host that lost the lease never sends it."""
         with self._db.query("read the outbox") as conn:
-            row = conn.execute(
-                "SELECT id, mailbox, folder, uid, rule, message_id, recipient, envelope_from, bytes,"
-                " state, attempts, next_try, created_at, last_error FROM outbox WHERE id = %s",
-                (outbox_id,)).fetchone()
-            if (row is not None and row[9] == "pending" and self.fence is not None
-                    and not self.fence.holds(conn, str(row[1]), "send", lock=False)):
+            row = conn.execute(*self._read_outbox(outbox_id)).fetchone()
+        return self._leased_row(row)
+
+    def _read_outbox(self, outbox_id: int) -> tuple[str, tuple[Any, ...]]:
+        """The row and, with a fence, its lease epoch when ours (the check in the same trip)."""
+        lease, params = ("NULL", ()) if self.fence is None else self.fence.epoch_sql("outbox.mailbox")
+        return ("SELECT id, mailbox, folder, uid, rule, message_id, recipient, envelope_from, bytes,"  # noqa: S608 (constants)
+                f" state, attempts, next_try, created_at, last_error, {lease} FROM outbox WHERE id = %s",
+                (*params, outbox_id))
+
+    def _leased_row(self, row: Any) -> OutboxRow | None:
+        if row is None:
+            return None
+        if row[9] == "pending" and self.fence is not None:
+            held = self.fence.epoch(str(row[1]))
+            if held is None or row[14] != held:
+                self.fence.refused(str(row[1]), "send")
                 return None
-        return None if row is None else outbox_row(row)
+        return outbox_row(row[:14])
 
     def pending_count(self) -> int:
         with self._db.query("count the outbox") as conn:
@@ -247,13 +221,20 @@ class PostgresStore:
     def mark_sent(self, outbox_id: int, now: datetime) -> None:
         """See SqliteStore.mark_sent; one statement (atomic on its own), one round trip."""
         with self._db.query("mark a reply sent") as conn:
-            row = conn.execute(
-                "WITH o AS (UPDATE outbox SET state = 'sent', sent_at = %s, attempts = attempts + 1,"
-                " last_error = NULL WHERE id = %s RETURNING id),"
-                " h AS (UPDATE history SET state = 'sent' WHERE outbox_id IN (SELECT id FROM o))"
-                " SELECT count(*) FROM o", (to_ts(now), outbox_id)).fetchone()
+            row = conn.execute(_MARK_SENT, (to_ts(now), outbox_id)).fetchone()
         if not row or not row[0]:
             raise StateError(f"state database {self.path}: no outbox row {outbox_id}")
+
+    def mark_sent_then_read(self, outbox_id: int, now: datetime, next_id: int) -> OutboxRow | None:
+        """mark_sent(outbox_id), and get_outbox(next_id) in the same round trip: the relay
+        reads the reply it sends next while it marks the one it just sent."""
+        with self._db.batch("mark a reply sent") as conn:
+            marked = conn.execute(_MARK_SENT, (to_ts(now), outbox_id))
+            following = conn.execute(*self._read_outbox(next_id))
+        row = marked.fetchone()
+        if not row or not row[0]:
+            raise StateError(f"state database {self.path}: no outbox row {outbox_id}")
+        return self._leased_row(following.fetchone())
 
     def mark_retry(self, outbox_id: int, next_try: datetime, error: str) -> None:
         with self._db.write("reschedule a reply") as conn:
@@ -294,6 +275,10 @@ class PostgresStore:
             raise StateError(f"state database {self.path}: no outbox row {outbox_id}")
 
     # --- HistoryView -----------------------------------------------------------------------
+
+    def decision_history(self, mailbox: str, now: datetime) -> DecisionHistory:
+        """The history of one decision, read in one round trip (see DecisionHistory)."""
+        return DecisionHistory(self._db, self, mailbox, now)
 
     def replied_since(self, mailbox: str, sender_key: str, rule_handle: str, since: datetime) -> bool:
         with self._db.query("read the history") as conn:
@@ -378,4 +363,4 @@ class PostgresStore:
         return build_report(since, reasons, rules, states)
 
 
-__all__ = ["PostgresStore", "pg_error"]
+__all__ = ["Fenced", "PostgresStore", "pg_error"]

@@ -12,6 +12,8 @@ import psycopg
 from awayd.adapters.store_api import redact
 from awayd.errors import StateError
 
+#: The SQLSTATE of awayd_refuse(): a refusal awayd asked for (fence, claim), not a fault.
+REFUSED_STATE = "AWREF"
 # One entry per schema version, as in store_schema (append, never edit), mirroring SQLite's
 # tables column for column so `awayd state migrate` copies rows as they are. Times are UTC
 # epoch seconds (double precision). Ids are BY DEFAULT identities so a migration keeps them.
@@ -119,6 +121,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             host    TEXT PRIMARY KEY,
             seen_at DOUBLE PRECISION NOT NULL
         )""",
+    ),
+    (  # 4: a check inside a pipelined transaction fails the transaction itself (store_pg.record)
+        f"""CREATE FUNCTION awayd_refuse(what TEXT) RETURNS INTEGER LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'awayd: %', what USING ERRCODE = '{REFUSED_STATE}';
+        END $$""",
     ),
 )
 
@@ -268,6 +276,28 @@ class PgDatabase:
         one round trip each instead of three (BEGIN, the query, COMMIT)."""
         with self._transaction(what, atomic=False) as conn:
             yield conn
+
+    @contextmanager
+    def batch(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """A connection in pipeline mode for a write in one round trip: the statements go
+        out together and the Sync at the end of the block makes them one transaction (the
+        extended protocol's implicit transaction): all commit, or an error rolls all back.
+        Read no result inside the block: that would sync, and commit, early."""
+        if self.readonly:
+            raise StateError(f"state database {self.path}: opened read-only, cannot {what}")
+        with self._transaction(what, atomic=False) as conn:
+            failed: psycopg.Error | None = None
+            try:
+                with conn.pipeline():
+                    try:
+                        yield conn
+                    except psycopg.Error as err:  # a statement failed: the exit still syncs,
+                        failed = err  # which ends the aborted transaction; tell this error
+            except psycopg.Error:
+                if failed is None:
+                    raise
+            if failed is not None:
+                raise failed
 
     @contextmanager
     def _transaction(self, what: str, *, atomic: bool = True) -> Iterator[psycopg.Connection[Any]]:

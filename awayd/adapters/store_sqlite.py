@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from awayd.adapters.store_api import ReplyClaimed
+from awayd.adapters.store_api import AlreadyRecorded, ReplyClaimed
 from awayd.adapters.store_rows import (
     Checkpoint,
     MailboxReport,
@@ -191,7 +191,7 @@ class SqliteStore:
                     (mailbox, folder, uidvalidity, uid, when, sender, reason, rule, message_id, outbox_id),
                 )
             except sqlite3.IntegrityError as err:
-                raise StateError(
+                raise AlreadyRecorded(
                     f"state database {self.path}: {mailbox} {folder} uid {uid}"
                     f" (uidvalidity {uidvalidity}) was already recorded"
                 ) from err
@@ -343,6 +343,10 @@ class SqliteStore:
                 (mailbox, address, domain),
             ).fetchone()
         return bool(row[0])
+
+    def decision_history(self, mailbox: str, now: datetime) -> SqliteStore:
+        """The store itself: its reads are local and cheap (see PostgresStore's)."""
+        return self
 
     # --- maintenance -----------------------------------------------------------------------
 

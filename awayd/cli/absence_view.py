@@ -19,7 +19,7 @@ def read_absences(state: Path | StateSettings) -> tuple[dict[str, OwnerAbsence],
     exist yet (the daemon never ran), else the error, for the caller to show.
     """
     from awayd.adapters.store_absence import read_absences as read_rows  # noqa: PLC0415
-    from awayd.adapters.store_api import open_store, state_exists  # noqa: PLC0415
+    from awayd.adapters.store_api import NoStateYet, open_store, state_exists  # noqa: PLC0415
 
     settings = state if isinstance(state, StateSettings) else StateSettings(path=state)
     if not state_exists(settings):
@@ -27,6 +27,8 @@ def read_absences(state: Path | StateSettings) -> tuple[dict[str, OwnerAbsence],
     try:
         with open_store(settings, readonly=True) as store:
             return read_rows(store.db), None
+    except NoStateYet:
+        return {}, None
     except StateError as err:
         return {}, str(err)
 

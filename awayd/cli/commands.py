@@ -63,8 +63,14 @@ def cmd_explain(args: argparse.Namespace, config_path: Path) -> int:
         print(f"awayd explain: --history: no decisions recorded yet ({state_name(config.state)} "
               "does not exist); assuming nobody was answered", file=sys.stderr)
     elif args.history:
-        store = open_store(config.state, readonly=True)
-        history = store
+        from awayd.adapters.store_api import NoStateYet  # noqa: PLC0415
+
+        try:
+            store = open_store(config.state, readonly=True)
+            history = store
+        except NoStateYet as err:  # a PostgreSQL database the daemon never ran on
+            print(f"awayd explain: --history: no decisions recorded yet ({err}); assuming nobody"
+                  " was answered", file=sys.stderr)
     from awayd.cli.absence_view import read_absences  # noqa: PLC0415
 
     absences, problem = read_absences(config.state)
@@ -85,12 +91,24 @@ NOT_YET = "no decisions recorded yet"
 def _open_store(config_path: Path, *, readonly: bool = False) -> Any:
     """The config and the store, or (config, None) when the state does not exist: admin
     commands never create it (a file made by root would lock the daemon's user out)."""
-    from awayd.adapters.store_api import open_store, state_exists  # noqa: PLC0415
+    from awayd.adapters.store_api import NoStateYet, open_store, state_exists  # noqa: PLC0415
 
     config = load_config(config_path)
     if not state_exists(config.state):
         return config, None
-    return config, open_store(config.state, readonly=readonly)
+    try:
+        return config, open_store(config.state, readonly=readonly)
+    except NoStateYet:  # a PostgreSQL database without awayd's tables: read-only, as absent
+        return config, None
+
+
+def _where(config: Any) -> str:
+    """Why there is no state: a file that does not exist, or a database without the tables."""
+    from awayd.adapters.store_api import state_name  # noqa: PLC0415
+
+    if config.state.url:
+        return f"{state_name(config.state)} has no awayd tables yet"
+    return f"{config.state.path} does not exist"
 
 
 def _no_state(command: str, config: Any) -> StateError:
@@ -117,7 +135,7 @@ def cmd_report(args: argparse.Namespace, config_path: Path) -> int:
             print(json.dumps({"since": since.isoformat(), "mailboxes": [], "absences": {},
                               "note": NOT_YET}))
         else:
-            print(f"{NOT_YET} ({config.state.path} does not exist: the daemon has not run)")  # SQLite only
+            print(f"{NOT_YET} ({_where(config)}: the daemon has not run)")
         return 0
     with store:
         report = store.report(since)

@@ -59,6 +59,9 @@ class StaleReads:
     def replied_since(self, *args: Any) -> bool:
         return False
 
+    def decision_history(self, mailbox: str, now: datetime) -> StaleReads:
+        return self  # the stale reads, not the store's own view of one decision
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 

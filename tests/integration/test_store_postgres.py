@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from awayd.adapters.store_api import ReplyClaimed
+from awayd.adapters.store_api import AlreadyRecorded, NoStateYet, ReplyClaimed
 from awayd.adapters.store_pg import PostgresStore
 from awayd.adapters.store_pg_schema import SCHEMA_VERSION
 from awayd.adapters.store_sqlite import OutboxDraft, Reservation, SqliteStore
@@ -118,9 +118,11 @@ def test_the_schema_is_made_once_and_versioned(pg_url: str) -> None:
     assert row == (SCHEMA_VERSION,)
 
 
-def test_readonly_refuses_a_database_awayd_never_used(pg_url: str) -> None:
-    with pytest.raises(StateError, match="schema version 0 is older"):
+def test_readonly_tells_a_database_awayd_never_used_and_creates_nothing(pg_url: str) -> None:
+    with pytest.raises(NoStateYet, match="no awayd tables yet"):
         PostgresStore.open(pg_url, readonly=True)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
 
 
 def test_a_database_of_another_program_is_refused(pg_url: str) -> None:
@@ -163,3 +165,12 @@ def test_a_server_down_is_a_transient_error_and_the_store_reconnects(
             postgres.start()
         assert record(store, 3, sender="carol@example.net") is not None
         assert store.pending_count() == 2
+
+
+def test_a_message_recorded_twice_is_told_apart_from_a_store_failure(
+        store: PostgresStore | SqliteStore) -> None:
+    record(store, 1)
+    with pytest.raises(AlreadyRecorded, match=r"uid 1 .* already recorded"):
+        record(store, 1, sender="carol@example.net")
+    assert store.pending_count() == 1  # nothing of the second one written
+    record(store, 2, sender="carol@example.net")  # the connection is fine afterwards

@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from structlog.testing import capture_logs
 
+from awayd.adapters.store_api import AlreadyRecorded, Fenced
 from awayd.config.load import parse_config
 from awayd.errors import StateError
 from awayd.pipeline import Incoming
-from awayd.worker import FolderWorker
+from awayd.worker import FENCED_RETRY_S, FolderWorker
 
 NOW = datetime(2026, 12, 22, 9, 0, tzinfo=UTC)
 CONFIG = """
@@ -131,3 +133,61 @@ def test_a_message_that_cannot_be_recorded_is_decided_again_on_the_same_connecti
     assert worker.tick()
     assert pipeline.done == [1, 2]
     assert worker.last_uid == 2
+
+
+class RefusingPipeline(FakePipeline):
+    """Raises `error` for the UIDs in `refuse`, records the rest."""
+
+    def __init__(self, error: StateError, refuse: set[int]) -> None:
+        super().__init__()
+        self.error = error
+        self.refuse = refuse
+
+    def process(self, item: Incoming) -> None:
+        if item.uid in self.refuse:
+            raise self.error
+        super().process(item)
+
+
+def test_a_fenced_mailbox_waits_for_the_lease_keeper_without_counting_a_store_failure() -> None:
+    store = FakeStore()
+    store.full, store.checkpoint = False, Checkpoint(7, 0)
+    pipeline = RefusingPipeline(Fenced("mailbox alice is not leased to this host"), {1})
+    watcher = FakeWatcher([1, 2])
+    worker = make_worker(store, pipeline, [watcher], [])
+
+    with capture_logs() as logs:
+        assert not worker.tick()
+        assert not worker.tick()
+    assert worker.store_failures == 0  # not the store's fault
+    assert worker.fenced == 2
+    assert worker.store_delay() >= FENCED_RETRY_S * 2  # backs off: no retry every half second
+    assert pipeline.done == []  # nothing after the refused message was decided
+    assert worker.last_uid == 0
+    # the store's fence logs lease.fenced; the folder adds no failure of its own
+    assert [e["event"] for e in logs if e["log_level"] != "debug"] == ["imap.idle_unsupported"]
+
+    pipeline.refuse = set()  # the lease turned out to be ours after all
+    assert worker.tick()
+    assert (pipeline.done, worker.fenced) == ([1, 2], 0)
+
+
+def test_a_message_recorded_before_moves_the_folder_on_to_the_stored_checkpoint() -> None:
+    store = FakeStore()
+    store.full, store.checkpoint = False, Checkpoint(7, 0)
+    pipeline = RefusingPipeline(AlreadyRecorded("alice INBOX uid 1 was already recorded"), {1})
+    watcher = FakeWatcher([])
+    worker = make_worker(store, pipeline, [watcher], [])
+    assert worker.tick()  # connected at checkpoint 0
+    watcher.uids = [1, 2, 3, 4]
+    store.checkpoint = Checkpoint(7, 3)  # another host recorded 1 to 3 meanwhile
+
+    with capture_logs() as logs:
+        assert worker.tick()
+    assert worker.store_failures == 0
+    assert pipeline.done == [4]  # 2 and 3 are done: not decided again
+    assert worker.last_uid == 4
+    assert [(e["event"], e["log_level"], e["uid"]) for e in logs] == [
+        ("message.already_recorded", "warning", 1)]
+    assert worker.tick()  # and not tried again
+    assert pipeline.done == [4]
