@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import structlog
-from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from awayd.adapters.imap import FolderWatcher, append_message
@@ -27,19 +25,17 @@ from awayd.config.load import load_config
 from awayd.config.model import Config, Mailbox
 from awayd.core.backoff import Backoff
 from awayd.errors import AwaydError, ConfigError, SourceError
+from awayd.housekeeping import make_scheduler
 from awayd.leasing import LeaseKeeper, host_id
 from awayd.obs.metrics import Metrics, start_http
 from awayd.obs.notify import Notifier
 from awayd.outbox import Outbox
 from awayd.pipeline import Clock, Pipeline
-from awayd.push.mode import PushMode, start_push
+from awayd.push.mode import PushMode, reload_push
 from awayd.worker import FolderWorker, Watcher
 
 STOP_GRACE_S = 8.0
-POLL_THREADS = 32  # polled folders share this many threads; a slow server holds only one
-OUTBOX_EVERY_S = 5.0
 RETRY_CAP_S = 3600.0
-WAL_CHECKPOINT_EVERY_S = 60.0
 #: `run --once` waits this long past the longest SMTP timeout for the relays to settle.
 ONCE_SETTLE_S = 30.0
 
@@ -64,11 +60,6 @@ def mailbox_names(config: Config) -> list[str]:
     if len(names) <= LOGGED_NAMES:
         return names
     return [*names[:LOGGED_NAMES], f"... {len(names) - LOGGED_NAMES} more"]
-
-
-def longest_interval(config: Config) -> timedelta:
-    intervals = [r.interval for m in config.mailboxes for r in m.rules] or [timedelta(days=7)]
-    return max(*intervals, timedelta(days=1))
 
 
 class Service:
@@ -141,7 +132,10 @@ class Service:
         append_message(mailbox.imap, mailbox.save_copy, data, secret_resolver=resolve_secret,
                        log=structlog.get_logger("awayd.imap").bind(mailbox=mailbox.name))
 
-    def _workers(self, config: Config, only: Iterable[str] | None = None) -> list[FolderWorker]:
+    def _workers(self, config: Config, only: Iterable[str] | None = None, *,
+                 push: bool = True) -> list[FolderWorker]:
+        """Workers of the mailboxes' folders; `push=False` leaves out push-mode folders (push
+        mode has workers of its own: 20,000 built and dropped would hold up its first events)."""
         workers = []
         names = None if only is None else set(only)
         for mb in config.mailboxes:
@@ -151,6 +145,8 @@ class Service:
             if mb.imap.push and config.push is not None:
                 every = config.push.sweep_interval  # checked by each sweep (and each event)
             self.metrics.register_mailbox(mb.name, every.total_seconds())
+            if mb.imap.push and not push:
+                continue
             for folder in mb.imap.folders:
                 workers.append(FolderWorker(
                     mb, folder, pipeline=self.pipeline, store=self.store, make_watcher=make_watcher,
@@ -222,10 +218,11 @@ class Service:
             self.threads = []
             self.poll_jobs = []
             self._mailbox_stops = {}
-            self.push = start_push(self.config, scheduler, make_worker=self._push_worker,
-                                   store=self.store, clock=self.clock, log=self.log)
+            # on a reload, push mode keeps its endpoint and sweep schedule when it can
+            self.push = reload_push(self.push, self.config, scheduler, make_worker=self._push_worker,
+                                    store=self.store, clock=self.clock, log=self.log)
             if self.leases is None:
-                self._start_folders(scheduler, self._workers(self.config))
+                self._start_folders(scheduler, self._workers(self.config, push=False))
             else:
                 self._gain(sorted(self.leases.fence.held()))
         if self.leases is not None:
@@ -281,16 +278,17 @@ class Service:
             self.poll_jobs.append((job.id, w))
 
     def _push_worker(self, mailbox: Mailbox, folder: str,
-                     make_watcher: Callable[[Mailbox, str], Watcher]) -> FolderWorker:
+                     make_watcher: Callable[[Mailbox, str], Watcher],
+                     stop: threading.Event) -> FolderWorker:
         return FolderWorker(
             mailbox, folder, pipeline=self.pipeline, store=self.store, make_watcher=make_watcher,
-            clock=self.clock, log=self.log, stop=self.worker_stop,
+            clock=self.clock, log=self.log, stop=stop,
             on_checked=self.metrics.checked, on_reconnect=self.metrics.reconnect)
 
-    def _stop_workers(self, scheduler: BackgroundScheduler) -> None:
+    def _stop_workers(self, scheduler: BackgroundScheduler, *, keep_push: bool = False) -> None:
         with self._workers_lock:
             self.worker_stop.set()
-            if self.push is not None:
+            if self.push is not None and not keep_push:
                 self.push.stop(scheduler)
                 self.push = None
             for stop in self._mailbox_stops.values():
@@ -307,47 +305,6 @@ class Service:
                 if not worker.idling:
                     t.join(timeout=STOP_GRACE_S)
             self.threads = []
-
-    def _scheduler(self) -> BackgroundScheduler:
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
-        scheduler = BackgroundScheduler(
-            timezone="UTC",
-            executors={"default": ThreadPoolExecutor(4),
-                       "poll": ThreadPoolExecutor(POLL_THREADS)},  # threads start on demand
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
-        # never later than the first retry is due, but not busier than twice a second
-        every = min(OUTBOX_EVERY_S, max(0.5, self.config.state.retry_base.total_seconds()))
-        scheduler.add_job(self._outbox_job, "interval", seconds=every, id="outbox")
-        scheduler.add_job(self._wal_job, "interval", seconds=WAL_CHECKPOINT_EVERY_S, id="wal")
-        scheduler.add_job(self._prune_job, "interval", hours=1, id="prune",
-                          next_run_time=self.clock() + timedelta(seconds=30))
-        interval = self.notifier.watchdog_interval()
-        scheduler.add_job(self._watchdog_job, "interval",
-                          seconds=max(1.0, (interval or 60.0) / 2), id="watchdog")
-        return scheduler
-
-    def _outbox_job(self) -> None:
-        depth = self.outbox.retry()
-        if depth >= 0:
-            self.metrics.set_outbox_depth(depth)
-
-    def _wal_job(self) -> None:
-        try:
-            self.store.checkpoint_wal()
-        except AwaydError as err:
-            self.log.warning("store.checkpoint_failed", error=str(err))
-
-    def _prune_job(self) -> None:
-        try:
-            self.store.prune(self.clock(), keep_history=longest_interval(self.config),
-                             keep_decisions=self.config.state.keep_decisions)
-        except AwaydError as err:
-            self.log.error("store.prune_failed", error=str(err))
-
-    def _watchdog_job(self) -> None:
-        healthy = sum(1 for w in self.workers if w.watcher is not None)
-        self.notifier.status(f"watching {healthy}/{len(self.workers)} folders")
-        self.notifier.watchdog()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
@@ -369,7 +326,7 @@ class Service:
             self.log.warning("config.reload_note", note=note)
         if (config.state.path, config.state.url) != (self.config.state.path, self.config.state.url):
             self.log.warning("config.state_path_ignored", note="a new state path needs a restart")
-        self._stop_workers(self.scheduler)
+        self._stop_workers(self.scheduler, keep_push=True)
         self.config = config
         self.pipeline = self._pipeline(config)
         self._start_workers(self.scheduler)
@@ -384,7 +341,7 @@ class Service:
         if self.config.metrics.listen:
             self.http = start_http(self.config.metrics.listen, self.metrics)
         self.outbox.retry(everything=True)  # pending replies of a previous run go first
-        self.scheduler = scheduler = self._scheduler()
+        self.scheduler = scheduler = make_scheduler(self)
         scheduler.start()
         self._start_workers(scheduler)
         for mb in self.config.mailboxes:

@@ -117,7 +117,9 @@ class FolderWorker:
         assert self.mailbox.imap is not None
         if self.on_idle_mode is not None:
             self.on_idle_mode(self.mailbox.name, self.folder, watcher.uses_idle)
-        if self.mailbox.imap.idle and not watcher.uses_idle and not self._told_no_idle:
+        # push mode never IDLEs (events and the sweep wake the folder): nothing to warn about
+        if (self.mailbox.imap.idle and not self.mailbox.imap.push and not watcher.uses_idle
+                and not self._told_no_idle):
             self._told_no_idle = True  # once: every reconnect would say the same
             self.log.warning("imap.idle_unsupported", poll_interval_s=round(
                 self.mailbox.imap.poll_interval.total_seconds(), 3),

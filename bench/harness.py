@@ -53,11 +53,14 @@ class Settings:
     catchup: int = 10_000
     engine_s: float = 3.0
     push_mailboxes: int = 20_000
+    push_deliveries: int = 500  # pushscale: open-loop deliveries to random mailboxes
+    push_rate: float = 50.0  # pushscale: deliveries started per second
+    push_conns: int = 8  # pushscale: LMTP connections the schedule is spread over
 
 
 SMOKE = Settings(runs=1, burst=20, conns=4, latency=5, mailboxes=20, scale_samples=5,
                  idle_cpu_s=1.0, one_mailbox_cpu_s=0.5, catchup=200, engine_s=0.2,
-                 push_mailboxes=20)
+                 push_mailboxes=20, push_deliveries=10)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -70,6 +73,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--host-cpu", type=float, help="hosts: CPU quota of each host in cores")
     ap.add_argument("--mailboxes", type=int, help="scale: mailboxes in one awayd")
     ap.add_argument("--push-mailboxes", type=int, help="pushscale: push-mode mailboxes in one awayd")
+    ap.add_argument("--push-deliveries", type=int, help="pushscale: deliveries (500)")
+    ap.add_argument("--push-rate", type=float, help="pushscale: deliveries per second (50)")
     ap.add_argument("--burst", type=int, help="burst: messages")
     ap.add_argument("--latency", type=int, help="latency: samples per contender")
     ap.add_argument("--catchup", type=int, help="catch-up: messages")
@@ -86,6 +91,8 @@ def settings_for(args: argparse.Namespace) -> Settings:
     base = SMOKE if args.smoke else Settings()
     changes = {k: v for k, v in {"runs": args.runs, "mailboxes": args.mailboxes,
                                  "push_mailboxes": args.push_mailboxes, "burst": args.burst,
+                                 "push_deliveries": args.push_deliveries,
+                                 "push_rate": args.push_rate,
                                  "latency": args.latency, "catchup": args.catchup}.items()
                if v is not None}
     return Settings(**{**asdict(base), **changes})
@@ -138,12 +145,14 @@ def run_phases(s: Settings, wanted: list[str], dv: Dovecot, sink: Sink, work: Pa
     if "pushscale" in wanted:
         raw["pushscale"] = []
         for r in range(s.runs):
-            res = push.scale_push(sink, work, s.push_mailboxes, s.scale_samples, s.idle_cpu_s,
-                                  f"ps{r}", seed=r)
+            res = push.scale_push(sink, work, s.push_mailboxes, s.push_deliveries, s.idle_cpu_s,
+                                  f"ps{r}", seed=r, rate=s.push_rate, conns=s.push_conns)
             say(f"push scale run {r + 1}: {res['rss_mib']:.0f} MiB, idle CPU "
-                f"{100 * res['idle_cpu']:.2f} %, p95 {res['latency_ms'].get('p95', float('nan')):.0f}"
-                f" ms, listening after {res['listening_s']:.1f} s, swept in "
-                f"{res['startup_sweep_s']:.0f} s")
+                f"{100 * res['idle_cpu']:.2f} %, p50/p95/p99 " + "/".join(
+                    f"{res['latency_ms'].get(p, float('nan')):.0f}" for p in ("p50", "p95", "p99"))
+                + f" ms at {res['deliveries_per_s'] or 0:.1f} deliveries/s, listening after"
+                f" {res['listening_s']:.1f} s, swept in {res['startup_sweep_s']:.0f} s,"
+                f" {res['replies']}/{res['n']} replies")
             raw["pushscale"].append(res)
     if "scale" in wanted:
         raw["scale"] = []

@@ -54,7 +54,8 @@ def distribution_ms(values: list[float]) -> dict[str, float]:
     ms = [v * 1000 for v in values]
     if not ms:
         return {}
-    return {"p50": statistics.median(ms), "p95": pct(ms, 95), "min": min(ms), "max": max(ms)}
+    return {"p50": statistics.median(ms), "p95": pct(ms, 95), "p99": pct(ms, 99), "min": min(ms),
+            "max": max(ms)}
 
 
 def warm_up(dv: Dovecot, sink: Sink, rcpt: str, tag: str) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import random
+import os
 import secrets
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.daemon import RULE, Awayd, idle_cpu, memory
-from bench.phases import distribution_ms, latency, make_msg, warm_up
+from bench.daemon import RULE, Awayd, cpu_seconds, idle_cpu, memory
+from bench.openloop import open_loop
+from bench.phases import latency, make_msg, warm_up
 from bench.sink import Sink
 from bench.testbed import HOST, MASTER_USER, SENDER_DOMAIN, Dovecot, free_port
 
@@ -65,12 +67,14 @@ def latency_push(sink: Sink, work: Path, n: int, gap: float, tag: str, *,
         dv.cleanup()
 
 
-def scale_push(sink: Sink, work: Path, n: int, samples: int, idle_s: float, tag: str, *,
-               seed: int = 0, rate: float = 50.0) -> dict[str, Any]:
+def scale_push(sink: Sink, work: Path, n: int, deliveries: int, idle_s: float, tag: str, *,
+               seed: int = 0, rate: float = 50.0, conns: int = 8,
+               during_sweep: bool = True) -> dict[str, Any]:
     """`n` push-mode mailboxes in one awayd (listed by a mailbox_command): time until the
     endpoint listens and until the start-up sweep has examined every folder, RSS, idle CPU
-    between sweeps, then `samples` deliveries to random mailboxes at most `rate` a second,
-    each waiting for its reply (mostly no pooled connection: a master-user login each)."""
+    between sweeps, then `deliveries` deliveries to random mailboxes on an open-loop schedule
+    of `rate` a second over `conns` LMTP connections (bench/openloop.py); with `during_sweep`,
+    the same number once more while the start-up sweep runs (which it then slows down)."""
     port = free_port()
     token = secrets.token_hex(16)
     token_file = work / f"pscale-{tag}.token"
@@ -91,30 +95,63 @@ def scale_push(sink: Sink, work: Path, n: int, samples: int, idle_s: float, tag:
         start = time.perf_counter()
         daemon = Awayd(config, work / f"pscale-{tag}.log")
         listening = _wait(daemon, "push.listening", 1, 120) - start
+        sweeping: dict[str, Any] = {}
+        if during_sweep:
+            # the same schedule while the start-up sweep examines every folder: the events
+            # compete with it for the fetch threads and Dovecot's logins
+            sweeping = open_loop(dv, sink, users, count=deliveries, rate=rate, conns=conns,
+                                 seed=seed + 1, tag=f"{tag}w")
+            sweeping["overlapped"] = daemon.count("push.swept") == 0
         swept = _wait(daemon, "push.swept", 1, 1800) - start
         time.sleep(1.0)
         mem, cpu = memory(daemon.pid), idle_cpu(daemon.pid, idle_s)
-        rng = random.Random(seed)
-        lat: list[float] = []
-        lmtp = dv.lmtp()
-        try:
-            for i in range(samples):
-                user, sender = rng.choice(users), f"ps{tag}-{i}@{SENDER_DOMAIN}"
-                t0 = time.time()
-                lmtp.sendmail(sender, [user], make_msg(sender, user))
-                recs = sink.collect([sender], timeout=15)
-                if recs:
-                    lat.append(recs[0]["ts"] - t0)
-                time.sleep(max(0.0, 1.0 / rate - (time.time() - t0)))
-        finally:
-            lmtp.quit()
+        load = os.getloadavg()
+        cpu0 = cpu_seconds(daemon.pid)
+        res = open_loop(dv, sink, users, count=deliveries, rate=rate, conns=conns, seed=seed,
+                        tag=tag)
+        cpu_s = cpu_seconds(daemon.pid) - cpu0
         return {"mailboxes": n, "listening_s": listening, "startup_sweep_s": swept,
-                "idle_cpu": cpu, **mem, "n": samples, "replies": len(lat),
-                "exact": len(lat) == samples, "latency_ms": distribution_ms(lat)}
+                "idle_cpu": cpu, **mem, "loadavg_before": load, "awayd_cpu_s": cpu_s, **res,
+                "during_sweep": sweeping or None,
+                "reload": reload_one_more(dv, sink, daemon, listing, users, tag)}
     finally:
         if daemon is not None:
             daemon.stop()
         dv.cleanup()
+
+
+def reload_one_more(dv: Dovecot, sink: Sink, daemon: Awayd, listing: Path, users: list[str],
+                    tag: str) -> dict[str, Any]:
+    """SIGHUP after one more user joined the mailbox_command's list: how long the reload
+    takes, how many folders it sweeps at once and how many logins Dovecot sees meanwhile (the
+    new mailbox's only), then one delivery to the new mailbox, which must be answered."""
+    added = dv.new_user("psnew")
+    listing.write_text("\n".join([*users, added]) + "\n", encoding="utf-8")
+    logins = _logins(dv)
+    start = time.perf_counter()
+    daemon.proc.send_signal(signal.SIGHUP)
+    reloaded = _wait(daemon, "config.reloaded", 1, 600) - start
+    swept = _wait(daemon, "push.swept", 2, 600) - start
+    logins = _logins(dv) - logins
+    event = _last(daemon, "push.reloaded")
+    sender = f"new{tag}@{SENDER_DOMAIN}"
+    with dv.lmtp() as lmtp:
+        lmtp.sendmail(sender, [added], make_msg(sender, added))
+    answered = len(sink.collect([sender], timeout=30, linger=1.0))
+    return {"reload_s": reloaded, "changed_swept_s": swept, "folders": event.get("folders"),
+            "swept_now": event.get("sweep_now"), "logins": logins, "new_mailbox_replies": answered}
+
+
+def _logins(dv: Dovecot) -> int:
+    log = dv.dir / "log" / "dovecot.log"
+    return log.read_text(encoding="utf-8", errors="replace").count("Login: user=<")
+
+
+def _last(daemon: Awayd, event: str) -> dict[str, Any]:
+    marker = f'"event": "{event}"'
+    lines = [line for line in daemon.log.read_text(encoding="utf-8").splitlines() if marker in line]
+    found: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    return found
 
 
 def _wait(daemon: Awayd, event: str, count: int, timeout: float) -> float:

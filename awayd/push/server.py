@@ -30,8 +30,8 @@ class PushServer:
                  log: Any) -> None:
         self.listen = listen
         self.log = log
-        expected = f"Bearer {token}".encode()
-        handler = _handler(expected, accept, log)
+        self._expected = [f"Bearer {token}".encode()]  # one cell: a reload may change the token
+        handler = _handler(self._expected, accept, log)
         try:
             if listen.startswith("unix:"):
                 path = Path(listen.removeprefix("unix:"))
@@ -55,6 +55,10 @@ class PushServer:
     def start(self) -> None:
         self.thread.start()
 
+    def set_token(self, token: str) -> None:
+        """Expect `token` from the next request on (a reload read the token file again)."""
+        self._expected[0] = f"Bearer {token}".encode()
+
     def stop(self) -> None:
         if self.thread.is_alive():  # shutdown() waits for serve_forever(), which may never have run
             self.server.shutdown()
@@ -64,7 +68,7 @@ class PushServer:
                 Path(self.listen.removeprefix("unix:")).unlink()
 
 
-def _handler(expected: bytes, accept: Callable[[list[PushEvent]], None],
+def _handler(expected: list[bytes], accept: Callable[[list[PushEvent]], None],
              log: Any) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         # HTTP/1.1: Dovecot's client sends `Expect: 100-continue` and waits 2 s for it
@@ -87,7 +91,7 @@ def _handler(expected: bytes, accept: Callable[[list[PushEvent]], None],
                 self._answer(404)
                 return
             given = self.headers.get("Authorization", "").encode("utf-8", "replace")
-            if not hmac.compare_digest(given, expected):
+            if not hmac.compare_digest(given, expected[0]):
                 log.warning("push.refused", status=401, note="missing or wrong token")
                 self._answer(401)
                 return

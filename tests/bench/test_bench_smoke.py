@@ -62,7 +62,9 @@ def test_smoke_benchmark_completes_with_exact_reply_counts(tmp_path: Path) -> No
         assert run["awayd_push"]["swept"] == 1  # the replies came from events, not the sweep
     for run in raw["pushscale"]:
         assert run["mailboxes"] == settings["push_mailboxes"]
-        assert run["replies"] == settings["scale_samples"]
+        assert run["replies"] == run["distinct_recipients"] == settings["push_deliveries"]
+        assert run["delivered"] == settings["push_deliveries"]
+        assert run["exact"]
     for run in raw["scale"]:
         assert run["mailboxes"] == settings["mailboxes"]
         assert run["replies"] == settings["scale_samples"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import urllib.error
 import urllib.request
 import uuid
@@ -48,7 +49,8 @@ def push_dovecot() -> Iterator[tuple[Dovecot, int]]:
 
 
 def push_config(tmp_path: Path, dovecot: Dovecot, port: int, sink: SmtpSink, users: list[str],
-                *, sweep: str = "1h") -> Path:
+                *, sweep: str = "1h", imap: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Every user in push mode through the master user; `imap` adds to a user's own imap."""
     token = tmp_path / "push.token"
     token.write_text(TOKEN + "\n", encoding="utf-8")
     path = tmp_path / "awayd.yaml"
@@ -64,7 +66,8 @@ def push_config(tmp_path: Path, dovecot: Dovecot, port: int, sink: SmtpSink, use
                      "master_password_file": str(dovecot.master_password_file), "push": True},
             "rules": [rule()],
         },
-        "mailboxes": [{"name": u.split("@")[0], "address": u} for u in users],
+        "mailboxes": [{"name": u.split("@")[0], "address": u,
+                       **({"imap": (imap or {})[u]} if u in (imap or {}) else {})} for u in users],
     }), encoding="utf-8")
     return path
 
@@ -118,6 +121,7 @@ def test_a_delivery_is_answered_through_the_push_event(
     assert len(to_one(smtp_sink.messages, "carol@example.com")) == 1
     assert len(d.events("push.swept")) == 1  # the start only
     assert not d.events("imap.failed")
+    assert not d.events("imap.idle_unsupported")  # push mode never IDLEs: nothing to warn about
 
 
 def test_bad_events_are_refused_or_ignored_and_never_answered_twice(
@@ -208,3 +212,59 @@ def test_an_event_dropped_while_awayd_was_down_is_answered_by_the_sweep(
     second.wait_for("push.swept")
     assert [(e["uid"], e["reason"]) for e in second.events("message.processed")] == [(1, "reply")]
     assert len(smtp_sink.messages) == 1
+
+
+def appended(sender: str, user: str, subject: str) -> bytes:
+    """A message for IMAP APPEND: it raises no MessageNew event, so only a sweep finds it."""
+    return message(sender, user, subject).replace(
+        b"From: ", f"Return-Path: <{sender}>\r\nFrom: ".encode(), 1)
+
+
+def logins(dovecot: Dovecot, user: str) -> int:
+    return dovecot.log_text().count(f"Login: user=<{user}>")
+
+
+def test_a_reload_sweeps_only_the_mailboxes_that_are_new_or_changed(
+        push_dovecot: tuple[Dovecot, int], smtp_sink: SmtpSink, daemons: Daemons,
+        tmp_path: Path) -> None:
+    """SIGHUP with one mailbox kept as it was, one whose IMAP settings changed, one removed and
+    one added: only the changed and the added one are examined at once; the kept one waits for
+    the periodic sweep (an hour away), so its message that came without an event stays
+    unanswered; the endpoint keeps listening; the added mailbox is caught up from the reload
+    on (a message without an event, then one with, are both answered)."""
+    dovecot, port = push_dovecot
+    kept, changed, removed, added = users(4)
+    config = push_config(tmp_path, dovecot, port, smtp_sink, [kept, changed, removed])
+    d = started(daemons, config, folders=3)
+    d.wait_for("push.swept")
+    dovecot.append(kept, [appended("bob@example.net", kept, "No event, kept")])
+    dovecot.append(changed, [appended("carol@example.com", changed, "No event, changed")])
+    before = {u: logins(dovecot, u) for u in (kept, changed, added)}
+    push_config(tmp_path, dovecot, port, smtp_sink, [kept, changed, added],
+                imap={changed: {"timeout": "20s"}})
+    d.signal(signal.SIGHUP)
+    [reloaded] = d.wait_for("push.reloaded")
+    assert (reloaded["before"], reloaded["folders"], reloaded["sweep_now"]) == (3, 3, 2)
+    swept = d.wait_for("push.swept", count=2)[-1]
+    assert (swept["scope"], swept["folders"], swept["failed"]) == ("changed", 2, 0)
+    d.wait_for("reply.sent")
+    assert [(e["mailbox"], e["uid"], e["sender"]) for e in d.events("message.processed")] == [
+        (changed.split("@")[0], 1, "carol@example.com")]
+    assert [e["mailbox"] for e in d.events("checkpoint.created")][3:] == [added.split("@")[0]]
+    assert logins(dovecot, kept) == before[kept]  # not looked at
+    assert logins(dovecot, changed) > before[changed]
+    assert logins(dovecot, added) > before[added]
+
+    dovecot.append(added, [appended("dave@example.org", added, "No event, added")])
+    dovecot.deliver(added, message("erin@example.net", added), "erin@example.net")
+    d.wait_for("reply.sent", count=3)
+    assert sorted((e["mailbox"], e["uid"]) for e in d.events("message.processed")) == sorted([
+        (changed.split("@")[0], 1), (added.split("@")[0], 1), (added.split("@")[0], 2)])
+    uidvalidity, _ = status(dovecot, kept)
+    assert post(port, {"user": removed, "events": [
+        {"event": "MessageNew", "folder": "INBOX", "uid": 1, "uidvalidity": uidvalidity}]}) == 202
+    d.wait_for("push.unknown_user", user=removed)
+    assert len(d.events("push.listening")) == 1  # the endpoint was not restarted
+    assert len(d.events("push.swept")) == 2
+    assert not d.events("message.processed", mailbox=kept.split("@")[0])
+    assert len(smtp_sink.messages) == 3
