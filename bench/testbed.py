@@ -30,6 +30,7 @@ from tests.integration.dovecot import (
     find_dovecot,
     free_port,
     listening,
+    mail_users_config,
 )
 from tests.integration.dovecot import unavailable_reason as dovecot_unavailable_reason
 from tests.integration.dovecotpush import (
@@ -213,29 +214,7 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_cache_size = 1M
-default_internal_user = dovecot
-default_login_user = dovenull
-mail_uid = {uid}
-mail_gid = {gid}
-first_valid_uid = {uid}
-last_valid_uid = {uid}
-first_valid_gid = {gid}
-last_valid_gid = {gid}
-mail_location = maildir:~/Maildir
-mail_fsync = never
-mail_max_userip_connections = {n}
-passdb {{
-  driver = static
-  args = password={PASSWORD}
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={d}/home/%Lu allow_all_users=yes
-}}
-namespace inbox {{
-  inbox = yes
-  separator = /
-}}
+{mail_users_config(d, uid, gid, max_userip=n)}
 default_process_limit = {n}
 default_client_limit = {2 * n}
 default_vsz_limit = 512M

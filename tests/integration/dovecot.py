@@ -155,6 +155,36 @@ def _ids(name: str) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
+def mail_users_config(d: Path | str, uid: int, gid: int, *, max_userip: int) -> str:
+    """The part of a private Dovecot's config both test beds (tests and bench) share: one system
+    user owns every maildir under `d`/home, any user name logs in with PASSWORD, one INBOX
+    namespace."""
+    return f"""\
+default_internal_user = dovecot
+default_login_user = dovenull
+mail_uid = {uid}
+mail_gid = {gid}
+first_valid_uid = {uid}
+last_valid_uid = {uid}
+first_valid_gid = {gid}
+last_valid_gid = {gid}
+mail_location = maildir:~/Maildir
+mail_fsync = never
+mail_max_userip_connections = {max_userip}
+passdb {{
+  driver = static
+  args = password={PASSWORD}
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={d}/home/%Lu allow_all_users=yes
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}"""
+
+
 class Dovecot:
     """One private instance: its directory, ports, users, and the process while it runs."""
 
@@ -406,31 +436,8 @@ auth_mechanisms = {self.mechanisms}
 auth_cache_size = 0
 auth_failure_delay = 0
 
-default_internal_user = dovecot
-default_login_user = dovenull
-mail_uid = {uid}
-mail_gid = {gid}
-first_valid_uid = {uid}
-last_valid_uid = {uid}
-first_valid_gid = {gid}
-last_valid_gid = {gid}
-mail_location = maildir:~/Maildir
-mail_fsync = never
-mail_max_userip_connections = 1000
-
+{mail_users_config(d, uid, gid, max_userip=1000)}
 {master_config(d)}
-passdb {{
-  driver = static
-  args = password={PASSWORD}
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={d}/home/%Lu allow_all_users=yes
-}}
-namespace inbox {{
-  inbox = yes
-  separator = /
-}}
 
 default_process_limit = 300
 default_client_limit = 600
