@@ -79,7 +79,8 @@ class ImapServer:
         argv = [sys.executable, "-P", "-c", "from pymap.main import main; main()",
                 "--pid-file", f"awayd-demo-pymap-{os.getpid()}",
                 "--host", HOST, "--port", str(self.port), "--no-tls",
-                "dict", "--demo-user", self.user, "--demo-password", self.password]
+                # one argument each: a generated password may begin with "-"
+                "dict", f"--demo-user={self.user}", f"--demo-password={self.password}"]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          env=child_env(), start_new_session=True)
