@@ -6,11 +6,11 @@ import errno
 import os
 import sqlite3
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from awayd.adapters.fairlock import FairRLock
 from awayd.adapters.store_inspect import StateFile, empty_state_error, inspect_state
 from awayd.errors import StateError
 
@@ -143,7 +143,7 @@ class Database:
         self._conn: sqlite3.Connection | None = conn
         self.path = path
         self.readonly = readonly
-        self._lock = threading.RLock()
+        self._lock = FairRLock()  # the relay's turn comes among a thousand folder threads
 
     @classmethod
     def open(cls, path: Path, *, readonly: bool, busy_timeout: float,
