@@ -37,16 +37,22 @@ def write_push_config(path: Path, dv: Dovecot, smtp_port: int, users: list[str],
     return path
 
 
+def push_dovecot(sink: Sink, token_file: Path, *, max_conn: int) -> tuple[Dovecot, int, Path]:
+    """A started Dovecot whose Lua driver posts to a free port on 127.0.0.1 with a new token
+    (written to `token_file` for awayd's config); returns it, the port and the token file."""
+    port = free_port()
+    token = secrets.token_hex(16)
+    token_file.write_text(token + "\n", encoding="utf-8")
+    dv = Dovecot(sink.port, max_conn=max_conn, push=(f"http://{HOST}:{port}/events", token))
+    dv.start()
+    return dv, port, token_file
+
+
 def latency_push(sink: Sink, work: Path, n: int, gap: float, tag: str, *,
                  cpu_window: float = 0.0) -> dict[str, Any]:
     """Delivery to reply through a push event, on a Dovecot of its own that runs the shipped
     Lua driver (the Pigeonhole instance stays without it, so its baseline is unchanged)."""
-    port = free_port()
-    token = secrets.token_hex(16)
-    token_file = work / f"push-{tag}.token"
-    token_file.write_text(token + "\n", encoding="utf-8")
-    dv = Dovecot(sink.port, max_conn=200, push=(f"http://{HOST}:{port}/events", token))
-    dv.start()
+    dv, port, token_file = push_dovecot(sink, work / f"push-{tag}.token", max_conn=200)
     daemon: Awayd | None = None
     try:
         user = dv.new_user("push")
@@ -75,12 +81,7 @@ def scale_push(sink: Sink, work: Path, n: int, deliveries: int, idle_s: float, t
     between sweeps, then `deliveries` deliveries to random mailboxes on an open-loop schedule
     of `rate` a second over `conns` LMTP connections (bench/openloop.py); with `during_sweep`,
     the same number once more while the start-up sweep runs (which it then slows down)."""
-    port = free_port()
-    token = secrets.token_hex(16)
-    token_file = work / f"pscale-{tag}.token"
-    token_file.write_text(token + "\n", encoding="utf-8")
-    dv = Dovecot(sink.port, max_conn=300, push=(f"http://{HOST}:{port}/events", token))
-    dv.start()
+    dv, port, token_file = push_dovecot(sink, work / f"pscale-{tag}.token", max_conn=300)
     daemon: Awayd | None = None
     try:
         users = [dv.new_user(f"ps{i}") for i in range(n)]
